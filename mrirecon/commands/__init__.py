@@ -1,0 +1,1 @@
+"""Sub-commands of the ``mrirecon`` command line (one module each)."""

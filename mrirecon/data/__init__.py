@@ -1,0 +1,1 @@
+"""Typed samples, datasets, transforms and the embedded demo dataset."""

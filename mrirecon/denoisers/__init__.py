@@ -1,0 +1,1 @@
+"""CNN denoisers for complex MRI images and their Lipschitz control."""

@@ -1,0 +1,1 @@
+"""Unrolled and equilibrium reconstruction networks built from solvers and denoisers."""

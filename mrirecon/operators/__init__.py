@@ -1,0 +1,17 @@
+"""Linear operators on torch complex tensors: the algebra, FFTs, SENSE, masks, coils, imaging ops.
+
+Importing this package imports every operator module, so that the example registry
+(:mod:`mrirecon.operators.catalog`) is complete.
+"""
+from mrirecon.operators.catalog import EXAMPLES
+from mrirecon.operators.fft import FFT, fft2c, fft3c, fftnc, ifft2c, ifft3c, ifftnc
+from mrirecon.operators.linop import (Adjoint, Compose, Identity, Linop, Multiply, Scale, Sum, VStack,
+                                      check_tensor, complex_dtype, dense_matrix, finite_checks)
+from mrirecon.operators.sense import CoilExpand, Sample, Sense, SenseNormal, coil_expand, coil_reduce
+
+__all__ = [
+    "EXAMPLES", "FFT", "Adjoint", "CoilExpand", "Compose", "Identity", "Linop", "Multiply", "Sample",
+    "Scale", "Sense", "SenseNormal", "Sum", "VStack", "check_tensor", "coil_expand", "coil_reduce",
+    "complex_dtype", "dense_matrix", "fft2c", "fft3c", "fftnc", "finite_checks", "ifft2c", "ifft3c",
+    "ifftnc",
+]

@@ -1,0 +1,1 @@
+"""Configs, Lightning modules, losses and checkpoints."""
