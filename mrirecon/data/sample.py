@@ -49,6 +49,11 @@ class KSpaceSample:
     target: torch.Tensor | None = None
     meta: SampleMeta | list[SampleMeta] = field(default_factory=SampleMeta)
 
+    @property
+    def multi_set(self) -> bool:
+        """Whether ``maps`` holds several map sets (``[..., M, C, H, W]``)."""
+        return self.maps is not None and self.maps.ndim == self.kspace.ndim + 1
+
     def replace(self, **changes: Any) -> KSpaceSample:
         """A copy with some fields replaced (tensors are shared, not copied)."""
         return dataclasses.replace(self, **changes)

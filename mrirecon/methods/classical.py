@@ -20,8 +20,7 @@ def zero_filled(sample: KSpaceSample, options: ZeroFilledOptions) -> ReconResult
     """``E^H y`` with maps, else ``sqrt(Σ_c |F^H y_c|²)`` (returned as a complex tensor with zero phase)."""
     t0 = time.perf_counter()
     if sample.maps is not None:
-        multi = sample.maps.ndim >= 4 and sample.maps.shape[-4] > 1 and sample.maps.ndim > sample.kspace.ndim
-        image = Sense(sample.maps, sample.mask, multi_set=multi).adjoint(sample.kspace)
+        image = Sense(sample.maps, sample.mask, multi_set=sample.multi_set).adjoint(sample.kspace)
     else:
         image = ifft2c(sample.kspace).abs().pow(2).sum(dim=-3).sqrt().to(sample.kspace.dtype)
     return ReconResult(image=image, info={"time_s": time.perf_counter() - t0, "iterations": 0})
