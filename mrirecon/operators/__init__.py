@@ -8,10 +8,13 @@ from mrirecon.operators.fft import FFT, fft2c, fft3c, fftnc, ifft2c, ifft3c, iff
 from mrirecon.operators.linop import (Adjoint, Compose, Identity, Linop, Multiply, Scale, Sum, VStack,
                                       check_tensor, complex_dtype, dense_matrix, finite_checks)
 from mrirecon.operators.sense import CoilExpand, Sample, Sense, SenseNormal, coil_expand, coil_reduce
+from mrirecon.operators.finite_diff import FiniteDifference
+from mrirecon.operators.wavelets import Wavelet
 
 __all__ = [
     "EXAMPLES", "FFT", "Adjoint", "CoilExpand", "Compose", "Identity", "Linop", "Multiply", "Sample",
     "Scale", "Sense", "SenseNormal", "Sum", "VStack", "check_tensor", "coil_expand", "coil_reduce",
     "complex_dtype", "dense_matrix", "fft2c", "fft3c", "fftnc", "finite_checks", "ifft2c", "ifft3c",
     "ifftnc",
+    "FiniteDifference", "Wavelet",
 ]
