@@ -16,6 +16,15 @@ from mrirecon.operators.fft import ifft2c
 from tests.conftest import run_tool
 
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 def _to_ours(arr: np.ndarray) -> torch.Tensor:
     """BART ``[X, Y, 1, C(, M)]`` -> ours ``[(M,) C, X, Y]``."""
     a = arr.reshape(arr.shape[0], arr.shape[1], *arr.shape[3:]) if arr.ndim > 3 and arr.shape[2] == 1 else arr

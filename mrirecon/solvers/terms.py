@@ -314,14 +314,14 @@ class L1Wavelet(Term):
     """``f(x) = λ‖W_s x‖₁``: L1 norm of an orthonormal periodic Daubechies wavelet transform.
 
     With ``cycle_spin`` (default, as BART's ``pics`` without ``-n``), every :meth:`prox` call draws
-    a new random circular shift ``s`` (in ``[0, 2^levels]`` per axis, BART's range) from the
+    a new random circular shift ``s`` (in ``[0, 2^(levels+1)]`` per axis, BART's range) from the
     term's own generator, and applies the exact prox of ``λ‖W_s ·‖₁``:
     ``W_s^H soft(W_s v, τλ)``. All coefficients are thresholded, the coarsest band included (as in
     BART). The value ``f(x)`` and ``linop`` use the unshifted transform.
 
     Args:
         lam: weight λ ≥ 0.
-        shape: image shape ``(H, W)``.
+        shape: image shape ``(..., H, W)`` (leading dims, e.g. map sets, are transformed separately).
         wavelet: ``"db1"`` … ``"db8"`` (default ``"db2"``, BART's ``dau2``).
         levels: decomposition levels (``None``: BART's rule, bands ≥ 16).
         cycle_spin: draw a random shift per prox call.
@@ -341,7 +341,7 @@ class L1Wavelet(Term):
         self.last_shift: tuple[int, int] = (0, 0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lam * _sum_trailing(self.W._apply(x).abs(), 2)
+        return self.lam * _sum_trailing(self.W._apply(x).abs(), self.ndim)
 
     def phi(self, z: torch.Tensor) -> torch.Tensor:
         return self.lam * _sum_trailing(z.abs(), self.ndim)
@@ -350,8 +350,8 @@ class L1Wavelet(Term):
         return soft_threshold(z, tau * self.lam)
 
     def draw_shift(self) -> tuple[int, int]:
-        """A random shift in ``[0, 2^levels]`` per axis (BART's range), reduced modulo the image size."""
-        hi = 2 ** self.W.levels + 1
+        """A random shift in ``[0, 2^(levels+1)]`` per axis (BART's range), reduced modulo the image size."""
+        hi = 2 ** (self.W.levels + 1) + 1
         s = torch.randint(0, hi, (2,), generator=self.generator)
         return (int(s[0]) % self.shape[-2], int(s[1]) % self.shape[-1])
 
