@@ -17,7 +17,7 @@ from tests.conftest import run_tool
 
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
     n = torch.get_num_threads()

@@ -13,7 +13,7 @@ from mrirecon.solvers import L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariati
 H, W = 9, 7
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
