@@ -420,3 +420,48 @@ def is_fastmri(path: PathLike) -> bool:
             return "kspace" in f
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# sensitivity-map sidecar files (precomputed maps for a fastMRI folder, one file per volume)
+# ---------------------------------------------------------------------------------------------
+def write_maps_sidecar(path: PathLike, maps: np.ndarray, kspace_shape: tuple[int, ...],
+                       attrs: Mapping[str, Any] | None = None) -> None:
+    """Write precomputed coil maps for one fastMRI file atomically.
+
+    Args:
+        path: the sidecar file (same name as the k-space file, in a separate folder).
+        maps: complex ``[S, C, H, W]`` or ``[S, M, C, H, W]`` (several map sets).
+        kspace_shape: shape of the k-space the maps belong to (checked when reading).
+        attrs: provenance (method, parameters, source file).
+    """
+    m = np.asarray(maps)
+    if m.dtype.kind != "c":
+        raise DTypeError(f"write_maps_sidecar({path}): maps must be complex, got {m.dtype}")
+    if m.ndim not in (4, 5) or m.shape[0] != kspace_shape[0] or tuple(m.shape[-3:]) != tuple(kspace_shape[-3:]):
+        raise ShapeError(f"write_maps_sidecar({path}): maps of shape {list(m.shape)} do not match k-space "
+                         f"{list(kspace_shape)} (expected [S, (M,) C, H, W])")
+    check_finite(m, f"write_maps_sidecar({path})", "maps")
+    with atomic_h5(path) as f:
+        f.create_dataset("maps", data=m.astype(np.complex64, copy=False))
+        f.attrs["kspace_shape"] = np.asarray(kspace_shape, dtype=np.int64)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+
+
+def check_maps_sidecar(f: h5py.File, kspace_shape: tuple[int, ...], source: str) -> None:
+    """Validate an open sidecar against the k-space shape it must match.
+
+    Raises:
+        DataError: no ``maps`` dataset.  ShapeError: recorded or actual shape does not match the k-space.
+    """
+    if "maps" not in f:
+        raise DataError(f"{source}: field 'maps' is missing (not a sensitivity-map sidecar)")
+    m = f["maps"]
+    rec = tuple(int(v) for v in f.attrs.get("kspace_shape", ()))
+    if m.dtype.kind != "c":
+        raise DTypeError(f"{source}: field 'maps' has dtype {m.dtype}, expected complex64")
+    if (rec and rec != tuple(kspace_shape)) or m.shape[0] != kspace_shape[0] \
+            or tuple(m.shape[-3:]) != tuple(kspace_shape[-3:]):
+        raise ShapeError(f"{source}: field 'maps' has shape {list(m.shape)} (made for k-space {list(rec)}), but the "
+                         f"k-space has shape {list(kspace_shape)}; recompute the maps")
