@@ -210,16 +210,18 @@ def test_correlated_noise_is_whitened(tmp_path: Path) -> None:
 
 
 def test_prewhitening_agrees_with_coils_module(tmp_path: Path) -> None:
-    coils = pytest.importorskip("mrirecon.operators.coils")
-    fn = getattr(coils, "prewhiten", None) or getattr(coils, "whiten", None)
-    if fn is None:
-        pytest.skip("mrirecon.operators.coils has no prewhitening function")
+    """Our numpy prewhitening = mrirecon.operators.coils with the dwell-time bandwidth ratio (no 0.793 factor)."""
+    from mrirecon.operators import coils
+
     psi = np.array([[2.0, 0.8], [0.8, 1.0]])
     path = _correlated_noise_file(tmp_path, psi)
     raw, plain = read_ismrmrd(path), read_ismrmrd(path, prewhiten=False)
-    out = fn(torch.from_numpy(plain.kspace[0]), torch.from_numpy(raw.noise_covariance))
-    out = out[0] if isinstance(out, tuple) else out
+    with h5py.File(path, "r") as f:
+        noise = torch.from_numpy(f["dataset/data"].fields("data")[0].view(np.complex64).reshape(2, -1))
+    W = coils.prewhitening_matrix(coils.noise_covariance(noise), coils.bandwidth_ratio(4.0, 2.0, 1.0))
+    out = coils.prewhiten(torch.from_numpy(plain.kspace[0]), W.to(torch.complex64))
     np.testing.assert_allclose(out.numpy(), raw.kspace[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(raw.noise_covariance, coils.noise_covariance(noise).numpy() / 2, rtol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,12 @@
 per combination of slice, contrast, repetition, phase, set and average (averages combined on request),
 following the acquisition flags:
 
-* noise measurements → noise covariance ``Ψ`` (scaled by the ratio of noise to imaging dwell times) and,
-  by default, prewhitening ``y ← L⁻¹ y`` with ``Ψ = L L^H`` (after which the noise is white, unit variance);
+* noise measurements → noise covariance ``Ψ = η η^H / (N - 1)`` scaled to the imaging dwell time
+  (``· t_noise / t_imaging``: noise variance is proportional to the bandwidth) and, by default,
+  prewhitening ``y ← L⁻¹ y`` with ``Ψ = L L^H``, after which the imaging noise is white with unit complex
+  variance (``E|n|² = 1``). This equals :func:`mrirecon.operators.coils.prewhitening_matrix` with
+  ``bandwidth_ratio(t_imaging, t_noise, receiver_noise_bandwidth=1)``; Gadgetron additionally multiplies by
+  the receiver noise bandwidth (0.793) and ``sqrt(2)``, a global scale that changes no reconstruction;
 * parallel-calibration lines → a separate calibration k-space (``calib``); calibration-and-imaging lines
   count as imaging lines;
 * reverse-readout lines are flipped; navigator, phase-correction, feedback, dummy-scan and
@@ -281,7 +285,9 @@ def read_ismrmrd(path: PathLike, *, dataset: str = "dataset", encoding: int = 0,
         X = np.concatenate(nd, axis=1).astype(np.complex128)
         if not np.isfinite(X).all():
             raise NonFiniteError(f"{src}: noise acquisitions hold NaN/Inf samples")
-        cov = X @ X.conj().T / X.shape[1]
+        if X.shape[1] < 2:
+            raise DataError(f"{src}: the noise acquisitions hold {X.shape[1]} sample(s) per channel; need at least 2")
+        cov = X @ X.conj().T / (X.shape[1] - 1)
         t_noise = float(np.median(heads["sample_time_us"][noise]))
         t_acq = float(np.median(heads["sample_time_us"][imaging]))
         if t_noise > 0 and t_acq > 0:
