@@ -41,6 +41,13 @@ def read_dataset(f: h5py.File, name: str, index: object = (), source: str = "") 
                         f"(truncated or corrupt file: {exc})") from None
 
 
+def set_default_mode(path: PathLike) -> None:
+    """Give a file made by ``mkstemp`` (mode 0600) the usual permissions ``0666 & ~umask``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_h5(path: PathLike, mode: str = "w") -> Iterator[h5py.File]:
     """Write an HDF5 file atomically: into a temporary file next to ``path``, renamed on success.
@@ -55,6 +62,7 @@ def atomic_h5(path: PathLike, mode: str = "w") -> Iterator[h5py.File]:
     try:
         with h5py.File(tmp, mode) as f:
             yield f
+        set_default_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -63,7 +63,7 @@ class RawIndex:
         for name in ("contrast", "repetition", "phase", "set"):
             if getattr(self, name):
                 parts.append(f"{name}{getattr(self, name)}")
-        if self.average >= 0:
+        if self.average > 0:
             parts.append(f"average{self.average}")
         if self.partition >= 0:
             parts.append(f"partition{self.partition}")
