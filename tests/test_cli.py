@@ -259,6 +259,7 @@ def test_bad_inputs_give_one_line_errors(capsys: pytest.CaptureFixture[str], kne
     assert not outdir.exists() or list(outdir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     (tmp_path / "junk.h5").write_bytes(b"junk")
     cmd = [sys.executable, "-m", "mrirecon", "recon", str(tmp_path / "junk.h5"), "-o", str(tmp_path / "o.h5")]
@@ -344,6 +345,7 @@ def test_prep_espirit_when_available(capsys: pytest.CaptureFixture[str], tiny_de
     assert rc == 0, out + err
 
 
+@pytest.mark.slow
 def test_prep_demo_and_scripts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, out, _ = cli(capsys, "prep", "demo", "--tiny", "--root", tmp_path / "d")
     assert rc == 0 and "slices" in out and (tmp_path / "d" / "demo.json").exists()
