@@ -152,6 +152,16 @@ def run(args: argparse.Namespace) -> int:
     titles = [f"{loaded.samples[i].meta.extra.get('label', f'slice {i}')}" for i in indices]
     write_output(args.output, images, multi, loaded.voxel_mm, titles)
     dt = time.perf_counter() - t0
+    targets = [loaded.samples[i].target for i in indices]
+    if all(t is not None for t in targets) and not args.no_crop:
+        from mrirecon.commands._common import magnitude
+        from mrirecon.metrics import nmse, psnr, ssim
+
+        gt = np.stack([t.numpy() for t in targets]).astype(np.float64)
+        pred = magnitude(images, multi).astype(np.float64)
+        if gt.shape == pred.shape:
+            print(f"against the file's target ({len(indices)} slices): NMSE {nmse(gt, pred):.4f}, "
+                  f"PSNR {psnr(gt, pred):.2f} dB, SSIM {ssim(gt, pred):.4f}")
     print(f"{args.method}: {len(indices)} slice(s) of {args.input.name} ({loaded.format}, {sampling}"
           f"{', retrospective' if args.accel or args.mask else ''}) "
           f"-> {args.output} in {dt:.1f} s")
