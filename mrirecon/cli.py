@@ -17,6 +17,9 @@ from mrirecon.errors import MriReconError
 # name -> module; modules are imported only when their sub-command runs or --help is built.
 COMMANDS: dict[str, str] = {
     "demo": "mrirecon.commands.demo",
+    "train": "mrirecon.commands.train",
+    "lipschitz": "mrirecon.commands.lipschitz",
+    "denoisers": "mrirecon.commands.denoisers",
 }
 
 
