@@ -20,6 +20,9 @@ COMMANDS: dict[str, str] = {
     "info": "mrirecon.commands.info",
     "recon": "mrirecon.commands.recon",
     "prep": "mrirecon.commands.prep",
+    "train": "mrirecon.commands.train",
+    "lipschitz": "mrirecon.commands.lipschitz",
+    "denoisers": "mrirecon.commands.denoisers",
 }
 
 

@@ -182,3 +182,24 @@ def test_gaussian_mask(shape: tuple[int, int]) -> None:
 def test_bad_mask_arguments(call, match: str) -> None:
     with pytest.raises((ConfigError, ShapeError), match=match):
         call()
+
+
+def test_sense_normal_with_line_mask_layouts() -> None:
+    """A line mask as [W], [1, 1, W] or expanded to [H, W] gives the same fast normal (1D FFTs only)."""
+    from mrirecon.operators import Sense
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(3, 17, 11, dtype=torch.complex128, generator=g)
+    x = torch.randn(17, 11, dtype=torch.complex128, generator=g)
+    line = random_mask(11, 2, 0.2, seed=1).double()
+    ref = Sense(maps, line).H(Sense(maps, line)(x))
+    for m in (line, line.reshape(1, 1, 11), line.expand(17, 11), line.reshape(11, 1).T.expand(3, 17, 11)):
+        E = Sense(maps, m)
+        assert torch.allclose(E.N(x), ref, atol=1e-12)
+        assert E._normal_parts()[0] == (-1,)
+    # lines along H (a transposed mask) use FFTs along H only
+    E = Sense(maps, random_mask(17, 2, 0.2, seed=1).double().reshape(17, 1))
+    assert E._normal_parts()[0] == (-2,) and torch.allclose(E.N(x), E.H(E(x)), atol=1e-12)
+    # a 2D mask keeps the 2D form
+    E = Sense(maps, poisson_mask_bart((17, 11), 1.5, 1.5, 3, seed=0).double())
+    assert E._normal_parts()[0] == (-2, -1) and torch.allclose(E.N(x), E.H(E(x)), atol=1e-12)
