@@ -339,6 +339,7 @@ def test_prep_maps_resumable(capsys: pytest.CaptureFixture[str], tiny_demo: Path
     torch.testing.assert_close(s.maps.abs().pow(2).sum(0), torch.ones(40, 32), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_prep_espirit_when_available(capsys: pytest.CaptureFixture[str], tiny_demo: Path, tmp_path: Path) -> None:
     pytest.importorskip("mrirecon.operators.espirit")
     rc, out, err = cli(capsys, "prep", "espirit", tiny_demo / "test", "-o", tmp_path / "m")
@@ -370,3 +371,17 @@ def test_demo_command(capsys: pytest.CaptureFixture[str], tiny_demo: Path, tmp_p
     assert (tmp_path / "demo" / "demo.png").read_bytes()[:4] == b"\x89PNG"
     zf = next(line for line in table.splitlines() if line.startswith("| zf |"))
     assert 10 < float(zf.split("|")[2]) < 40
+
+
+def test_recon_with_espirit_maps(capsys: pytest.CaptureFixture[str], tiny_demo: Path, tmp_path: Path,
+                                 adjoint_method: str) -> None:
+    """--maps espirit (the default): the coil combination with ESPIRiT maps recovers the demo's ground truth."""
+    pytest.importorskip("mrirecon.operators.espirit")
+    f = sorted((tiny_demo / "val").glob("*.h5"))[0]
+    rc, _, err = cli(capsys, "recon", f, "-o", tmp_path / "e.npy", "--method", adjoint_method, "--slices", "0")
+    assert rc == 0, err
+    x = np.abs(np.load(tmp_path / "e.npy")[0])
+    with h5py.File(f, "r") as h:
+        gt = np.abs(h["image"][0])
+    brain = gt > 0.2 * gt.max()
+    assert np.linalg.norm((x - gt)[brain]) / np.linalg.norm(gt[brain]) < 0.1
