@@ -70,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         k = torch.from_numpy(f["kspace"][sl])
         gt = np.abs(f["image"][sl]) if "image" in f else f["reconstruction_rss"][sl]
         ref_name = "noise-free ground truth |image|" if "image" in f else "reconstruction_rss"
-    cf = args.center_fraction if args.mask in ("random", "equispaced") else None
+    cf = args.center_fraction   # 1D kinds: central lines; 2D kinds: a centred calibration box of this fraction
     spec = MaskSpec(args.mask, args.accel, center_fraction=cf)
     sample = undersample(KSpaceSample(kspace=k, mask=torch.ones(1, 1, k.shape[-1]),
                                       meta=SampleMeta(file=path.name, slice=sl)), spec, (args.seed, sl))

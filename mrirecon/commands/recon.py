@@ -23,8 +23,8 @@ HELP = "reconstruct a fastMRI/ISMRMRD/BART file with a registered method and wri
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", type=Path, help="fastMRI .h5, ISMRMRD .h5/.mrd or BART .cfl k-space")
-    p.add_argument("-o", "--output", type=Path, required=True,
+    p.add_argument("input", type=Path, nargs="?", help="fastMRI .h5, ISMRMRD .h5/.mrd or BART .cfl k-space")
+    p.add_argument("-o", "--output", type=Path,
                    help="output file: .h5 (fastMRI submission), .npy (complex), .cfl, .png (figure), .nii.gz")
     p.add_argument("--method", default="zf", help="reconstruction method (see --list-methods; default zf)")
     p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
@@ -89,8 +89,8 @@ def retrospective(loaded: Any, args: argparse.Namespace) -> None:
         raise ConfigError("--mask KIND needs --accel")
     kind = args.mask or "random"
     cf = args.center_fraction
-    if kind in ("random", "equispaced") and cf is None:
-        cf = 0.08 if args.accel <= 4 else 0.04
+    if cf is None and (kind in ("random", "equispaced") or args.calib is None):
+        cf = 0.08 if args.accel <= 4 else 0.04   # fastMRI's pairs (4x: 8 %, 8x: 4 %); 2D kinds: calibration box
     spec = MaskSpec(kind, args.accel, center_fraction=cf, calib=args.calib)
     for i, s in enumerate(loaded.samples):
         loaded.samples[i] = undersample(s, spec, (args.mask_seed, i), s.meta.extra.get("padding"))
@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
             spec = get_method(name)
             print(f"{name:<14} {'(needs maps) ' if spec.needs_maps else ''}{spec.description}")
         return 0
+    if args.input is None or args.output is None:
+        raise ConfigError("recon needs INPUT and -o OUTPUT (or --list-methods)")
     check_output_path(args.output)
     spec = get_method(args.method)
     options = method_options(spec, args)
