@@ -314,6 +314,9 @@ class _FastMRIBase(torch.utils.data.Dataset):
         maps = None
         if self.maps_dir is not None:
             sidecar = self.maps_dir / Path(src).name
+            if not sidecar.exists():
+                raise DataError(f"{sidecar}: no maps sidecar for {Path(src).name} (compute the folder's maps with "
+                                f"`mrirecon prep espirit {Path(src).parent} -o {self.maps_dir}`)")
             with self._handles.open(str(sidecar)) as g:
                 shape = (meta.num_slices, meta.coils, *meta.matrix)
                 check_maps_sidecar(g, shape, str(sidecar))
