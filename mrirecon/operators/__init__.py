@@ -15,6 +15,8 @@ from mrirecon.operators.linop import (Adjoint, Compose, Identity, Linop, Multipl
 from mrirecon.operators.masks import (MASKS, MaskSpec, equispaced_mask, gaussian_mask, poisson_mask,
                                       poisson_mask_bart, random_mask)
 from mrirecon.operators.sense import CoilExpand, Sample, Sense, SenseNormal, coil_expand, coil_reduce
+from mrirecon.operators.finite_diff import FiniteDifference
+from mrirecon.operators.wavelets import Wavelet
 
 __all__ = [
     "CoilMix", "acs_size", "bandwidth_ratio", "coil_compress", "compression_matrix", "lowres_maps",
@@ -26,4 +28,5 @@ __all__ = [
     "Scale", "Sense", "SenseNormal", "Sum", "VStack", "check_tensor", "coil_expand", "coil_reduce",
     "complex_dtype", "dense_matrix", "fft2c", "fft3c", "fftnc", "finite_checks", "ifft2c", "ifft3c",
     "ifftnc",
+    "FiniteDifference", "Wavelet",
 ]
