@@ -1,1 +1,28 @@
-"""CNN denoisers for complex MRI images and their Lipschitz control."""
+"""CNN denoisers for complex MRI images and their Lipschitz control.
+
+* architectures: :class:`DnCNN`, :class:`UNet`, :class:`DRUNetLight` (complex in/out, 2 real channels
+  inside, optional noise-level map), registered by name (``build_model("dncnn", {...})``);
+* real spectral normalisation (:mod:`.spectral`): each convolution's operator norm on images bounded,
+  so that ``Lip(I − D) ≤ ε`` for a residual DnCNN (``DnCNN(lipschitz=ε)``);
+* Jacobian spectral norms and the firm-non-expansiveness penalty (:mod:`.jacobian`);
+* gradient-step denoisers ``D = I − ∇g`` (:mod:`.gradient_step`);
+* the equivariant wrapper over the 8 rotations/flips (:mod:`.equivariant`);
+* the Lipschitz certificate (:func:`lipschitz_certificate`);
+* shipped weights: ``load_denoiser("dncnn-sn")`` (:mod:`.zoo`).
+"""
+from mrirecon.denoisers.architectures import DnCNN, DRUNetLight, UNet
+from mrirecon.denoisers.base import Denoiser, from_channels, to_channels
+from mrirecon.denoisers.certificate import LipschitzCertificate, lipschitz_certificate
+from mrirecon.denoisers.equivariant import EquivariantDenoiser
+from mrirecon.denoisers.gradient_step import GradientStepDenoiser, GSDRUNet
+from mrirecon.denoisers.jacobian import fne_penalty, jacobian_spectral_norm
+from mrirecon.denoisers.registry import MODELS, build_model, register
+from mrirecon.denoisers.spectral import RealSpectralNorm, apply_real_spectral_norm, conv_operator_norm
+from mrirecon.denoisers.zoo import load_denoiser, save_weights, shipped_denoisers
+
+__all__ = [
+    "MODELS", "DRUNetLight", "Denoiser", "DnCNN", "EquivariantDenoiser", "GSDRUNet", "GradientStepDenoiser",
+    "LipschitzCertificate", "RealSpectralNorm", "UNet", "apply_real_spectral_norm", "build_model",
+    "conv_operator_norm", "fne_penalty", "from_channels", "jacobian_spectral_norm", "lipschitz_certificate",
+    "load_denoiser", "register", "save_weights", "shipped_denoisers", "to_channels",
+]

@@ -112,7 +112,7 @@ def _check_kspace(kspace: torch.Tensor, who: str) -> None:
         raise DTypeError(f"{who}: expected complex k-space [..., C, H, W], got {got}")
     if kspace.ndim < 3:
         raise ShapeError(f"{who}: expected k-space [..., C, H, W], got shape {list(kspace.shape)}")
-    if not torch.isfinite(torch.view_as_real(kspace)).all():
+    if not torch.isfinite(kspace).all():
         raise DataError(f"{who}: k-space of shape {list(kspace.shape)} contains NaN or Inf")
 
 
