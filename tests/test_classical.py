@@ -67,6 +67,7 @@ def phantom_case(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.bart
+@pytest.mark.slow
 def test_bart_scaling_matches_pics(phantom_case: dict) -> None:
     import subprocess
 
@@ -80,6 +81,7 @@ def test_bart_scaling_matches_pics(phantom_case: dict) -> None:
 
 
 @pytest.mark.bart
+@pytest.mark.slow
 def test_sense_matches_bart_l2(phantom_case: dict) -> None:
     c = phantom_case
     run_tool(c["bart"], "pics", "-S", "-l2", "-r", "0.01", "-i", "100", c["dir"] / "ksp", c["dir"] / "maps",

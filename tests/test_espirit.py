@@ -53,6 +53,7 @@ def _compare_with_bart(bart: str, tmp_path: Path, ksp_bart: Path, ksp: torch.Ten
 
 
 @pytest.mark.bart
+@pytest.mark.slow
 def test_espirit_matches_bart_on_phantom(bart: str, tmp_path: Path) -> None:
     run_tool(bart, "phantom", "-x", "128", "-s", "8", "-k", tmp_path / "ksp")
     k = read_cfl(tmp_path / "ksp")

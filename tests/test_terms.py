@@ -43,7 +43,8 @@ def _terms() -> dict[str, Term]:
     }
 
 
-@pytest.mark.parametrize("name", ["l2data", "tikhonov", "l1wavelet", "tv-iso", "tv-aniso"])
+@pytest.mark.parametrize("name", ["l2data", "tikhonov", pytest.param("l1wavelet", marks=pytest.mark.slow),
+                                  "tv-iso", "tv-aniso"])
 def test_prox_override_matches_fallback(name: str) -> None:
     term = _terms()[name]
     v = 2 * _randc(H, W, seed=11)
