@@ -57,7 +57,7 @@ def _bart(bart: str, threads: int, *args: object) -> float:
     """Run BART, return its wall time in seconds."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
-    res = subprocess.run([bart, *map(str, args)], env=env, capture_output=True, text=True)
+    res = subprocess.run([bart, *map(str, args)], env=env, capture_output=True, text=True, check=False)
     dt = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"bart {' '.join(map(str, args))} failed: {res.stderr[-500:]}")
@@ -227,7 +227,9 @@ def _report(label: str, env: dict, res: dict, args: argparse.Namespace) -> None:
     print("| problem | PSNR zero-filled | PSNR BART | PSNR ours | NRMSE(|ours|, |BART|) | ESPIRiT median |<s_ours, s_bart>| |")
     print("|---|---|---|---|---|---|")
     for name, r in res["problems"].items():
-        f = lambda k: f"{r[k]:.2f}" if k in r else "n/a (no ground truth)"  # noqa: E731
+        def f(k: str, r: dict = r) -> str:
+            return f"{r[k]:.2f}" if k in r else "n/a (no ground truth)"
+
         print(f"| {name} | {f('psnr_zf')} | {f('psnr_bart')} | {f('psnr_ours')} | {r.get('nrmse_vs_bart', float('nan')):.4f} "
               f"| {r.get('espirit_proj_median', float('nan')):.5f} |")
 
@@ -257,7 +259,7 @@ def main() -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--reps", str(args.reps), "--threads",
                str(args.threads), "--lam", str(args.lam), "--n1", str(args.n1), "--n2", str(args.n2),
                "--quality-iters", str(args.quality_iters)] + (["--no-sigpy"] if args.no_sigpy else [])
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             return out.returncode

@@ -123,14 +123,14 @@ figure_grid(gt, recons, "simulated phantom, 4× equispaced")
 # %%
 lams = np.logspace(-3.5, -1, 4 if FAST else 8)
 sweep = {"cs-wavelet": [], "cs-tv": []}
-for m in sweep:
+for m, vals in sweep.items():
     for lam in lams:
         img = reconstruct(phantom, m, lam=float(lam), iters=ITERS[m]).image.abs().numpy()
-        sweep[m].append(psnr(gt[None], img[None]))
+        vals.append(psnr(gt[None], img[None]))
 fig, ax = plt.subplots(figsize=(5, 3.5))
 for m, vals in sweep.items():
     ax.semilogx(lams, vals, "o-", label=m)
-from mrirecon.methods.classical import TVOptions, WaveletOptions  # noqa: E402
+from mrirecon.methods.classical import TVOptions, WaveletOptions
 
 ax.axvline(WaveletOptions().lam, color="C0", ls="--")
 ax.axvline(TVOptions().lam, color="C1", ls=":")
@@ -145,9 +145,9 @@ plt.show()
 # relative residual norm for CG) and, on request, the objective, in a `History`.
 
 # %%
-from mrirecon.methods.scaling import bart_scaling  # noqa: E402
-from mrirecon.operators import Sense  # noqa: E402
-from mrirecon.solvers import ADMM, FISTA, ConjugateGradient, L1Wavelet, L2Data, TotalVariation, run  # noqa: E402
+from mrirecon.methods.scaling import bart_scaling
+from mrirecon.operators import Sense
+from mrirecon.solvers import ADMM, FISTA, ConjugateGradient, L1Wavelet, L2Data, TotalVariation, run
 
 A = Sense(maps, prob.mask)
 y = prob.kspace / bart_scaling(prob.kspace)
@@ -204,9 +204,9 @@ else:
 # Metrics with fastMRI's semantics against `reconstruction_rss`.
 
 # %%
-from mrirecon.data.demo import demo_files, demo_root  # noqa: E402
-from mrirecon.data.fastmri import FastMRISliceDataset  # noqa: E402
-from mrirecon.operators.masks import MaskSpec  # noqa: E402
+from mrirecon.data.demo import demo_files, demo_root
+from mrirecon.data.fastmri import FastMRISliceDataset
+from mrirecon.operators.masks import MaskSpec
 
 try:
     root = demo_root(build=not FAST)

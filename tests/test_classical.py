@@ -17,7 +17,6 @@ from mrirecon.operators import Sense, dense_matrix
 from tests.conftest import run_tool
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
@@ -73,8 +72,8 @@ def test_bart_scaling_matches_pics(phantom_case: dict) -> None:
 
     res = subprocess.run([phantom_case["bart"], "pics", "-d3", "-l2", "-r", "0.01", "-i", "1",
                           str(phantom_case["dir"] / "ksp"), str(phantom_case["dir"] / "maps"),
-                          str(phantom_case["dir"] / "tmp")], capture_output=True, text=True)
-    line = [ln for ln in (res.stdout + res.stderr).splitlines() if "Inverse scaling of the data" in ln][0]
+                          str(phantom_case["dir"] / "tmp")], capture_output=True, text=True, check=True)
+    line = next(ln for ln in (res.stdout + res.stderr).splitlines() if "Inverse scaling of the data" in ln)
     theirs = float(line.split(":")[-1])
     ours = float(bart_scaling(phantom_case["ksp"]))
     assert abs(ours - theirs) <= 1e-4 * theirs

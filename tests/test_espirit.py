@@ -10,11 +10,16 @@ import torch
 from benchmarks.problems import reference_problem
 from mrirecon.errors import ConfigError, DataError, DTypeError
 from mrirecon.io.cfl import read_cfl, write_cfl
-from mrirecon.operators.espirit import (calib_region, espirit_maps, espirit_maps_sigpy, map_projection,
-                                        sampling_pattern, walsh_maps)
+from mrirecon.operators.espirit import (
+    calib_region,
+    espirit_maps,
+    espirit_maps_sigpy,
+    map_projection,
+    sampling_pattern,
+    walsh_maps,
+)
 from mrirecon.operators.fft import ifft2c
 from tests.conftest import run_tool
-
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,8 +6,20 @@ import torch
 
 from mrirecon.errors import DivergenceError
 from mrirecon.operators import Sense, dense_matrix
-from mrirecon.solvers import (ADMM, FISTA, PDHG, ConjugateGradient, L1Wavelet, L2Data, Solver, State, Tikhonov,
-                              TotalVariation, power_iteration, run)
+from mrirecon.solvers import (
+    ADMM,
+    FISTA,
+    PDHG,
+    ConjugateGradient,
+    L1Wavelet,
+    L2Data,
+    Solver,
+    State,
+    Tikhonov,
+    TotalVariation,
+    power_iteration,
+    run,
+)
 
 C, H, W = 3, 9, 7
 

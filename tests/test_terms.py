@@ -56,7 +56,7 @@ def test_prox_override_matches_fallback(name: str) -> None:
     # smooth terms: the fall-back converges linearly; φ(Kx) terms: its error decays like 1/iterations
     assert err < (1e-7 if term.smooth else 3e-4), err
     # the prox is the minimiser: a random perturbation never lowers ½‖x - v‖² + τ f(x)
-    obj = lambda x: float(0.5 * (x - v).abs().pow(2).sum() + tau * term(x))  # noqa: E731
+    obj = lambda x: float(0.5 * (x - v).abs().pow(2).sum() + tau * term(x))
     for seed in range(3):
         assert obj(exact) <= obj(exact + 1e-3 * _randc(H, W, seed=20 + seed)) + 1e-12
 

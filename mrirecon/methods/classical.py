@@ -31,8 +31,7 @@ from mrirecon.errors import ConfigError
 from mrirecon.methods import ReconResult, register_method
 from mrirecon.methods.scaling import bart_scaling
 from mrirecon.operators import Sense, ifft2c
-from mrirecon.solvers import (ADMM, FISTA, ConjugateGradient, L1Wavelet, L2Data, TotalVariation, operator_norm_bound,
-                              run)
+from mrirecon.solvers import ADMM, FISTA, ConjugateGradient, L1Wavelet, L2Data, TotalVariation, operator_norm_bound, run
 
 
 @dataclass

@@ -65,7 +65,7 @@ def bart_scaling(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torc
         rescale = math.sqrt(H * W / (ch * cw))
         vals = torch.sort(rss).values / rescale
         n = vals.numel()
-        median, p90, vmax = vals[n // 2], vals[int(math.trunc(n * 0.9))], vals[-1]
+        median, p90, vmax = vals[n // 2], vals[math.trunc(n * 0.9)], vals[-1]
         scale = p90 if (vmax - p90) < 2 * (p90 - median) else vmax
         out[b] = scale if float(scale) > 0 else 1.0
     return out.reshape(lead)

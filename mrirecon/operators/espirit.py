@@ -26,7 +26,6 @@ Shapes: ``kspace`` is complex ``[..., C, H, W]`` (centred k-space, zero where no
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
@@ -186,7 +185,7 @@ def _evaluate_gram(Ghat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -
 
     ``rows``/``cols`` are fractional frequencies' arguments ``i_c / H`` and ``j_c / W``.
     """
-    B, g, _, C, _ = Ghat.shape
+    g = Ghat.shape[1]
     f = torch.arange(g, device=Ghat.device, dtype=rows.dtype) - g // 2
     Er = torch.exp(2j * math.pi * rows[:, None] * f[None, :]).to(Ghat.dtype)  # [R, g]
     Ec = torch.exp(2j * math.pi * cols[:, None] * f[None, :]).to(Ghat.dtype)  # [Q, g]
@@ -423,7 +422,7 @@ def espirit_maps_sigpy(kspace: torch.Tensor, calib: int | None = None, kernel: i
     Returns:
         maps ``[..., C, H, W]`` (same dtype/device as ``kspace``).
     """
-    import sigpy.mri.app  # noqa: PLC0415 - optional backend
+    import sigpy.mri.app
 
     _check_kspace(kspace, "espirit_maps_sigpy")
     C, H, W = kspace.shape[-3:]
@@ -452,7 +451,3 @@ def map_projection(a: torch.Tensor, b: torch.Tensor, dim: int = -3) -> torch.Ten
     num = (a.conj() * b).sum(dim=dim).abs()
     den = _coil_norm(a, dim, keepdim=False) * _coil_norm(b, dim, keepdim=False)
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))
-
-
-def _as_pair(v: int | Sequence[int]) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))

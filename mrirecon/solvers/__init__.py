@@ -10,11 +10,40 @@ from mrirecon.solvers.cg import CGState, ConjugateGradient
 from mrirecon.solvers.power import power_iteration
 from mrirecon.solvers.proximal import FISTA, FISTAState
 from mrirecon.solvers.splitting import ADMM, PDHG, ADMMState, PDHGState
-from mrirecon.solvers.terms import (L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariation, group_soft_threshold,
-                                    operator_norm_bound, soft_threshold)
+from mrirecon.solvers.terms import (
+                                    L1,
+                                    L1Wavelet,
+                                    L2Data,
+                                    Term,
+                                    Tikhonov,
+                                    TotalVariation,
+                                    group_soft_threshold,
+                                    operator_norm_bound,
+                                    soft_threshold,
+)
 
 __all__ = [
-    "ADMM", "ADMMState", "CGState", "ConjugateGradient", "FISTA", "FISTAState", "History", "L1", "L1Wavelet",
-    "L2Data", "PDHG", "PDHGState", "Solver", "State", "Term", "Tikhonov", "TotalVariation",
-    "group_soft_threshold", "operator_norm_bound", "power_iteration", "run", "soft_threshold", "with_state",
+                                    "ADMM",
+                                    "FISTA",
+                                    "L1",
+                                    "PDHG",
+                                    "ADMMState",
+                                    "CGState",
+                                    "ConjugateGradient",
+                                    "FISTAState",
+                                    "History",
+                                    "L1Wavelet",
+                                    "L2Data",
+                                    "PDHGState",
+                                    "Solver",
+                                    "State",
+                                    "Term",
+                                    "Tikhonov",
+                                    "TotalVariation",
+                                    "group_soft_threshold",
+                                    "operator_norm_bound",
+                                    "power_iteration",
+                                    "run",
+                                    "soft_threshold",
+                                    "with_state",
 ]

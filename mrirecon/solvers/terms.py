@@ -261,8 +261,8 @@ class L2Data(Term):
 
     def prox(self, v: torch.Tensor, tau: float) -> torch.Tensor:
         """``(I + τA^H A)^{-1}(v + τA^H y)`` by conjugate gradients (to ``cg_tol``)."""
-        from mrirecon.solvers.cg import ConjugateGradient
         from mrirecon.solvers.base import run
+        from mrirecon.solvers.cg import ConjugateGradient
 
         def op(x: torch.Tensor) -> torch.Tensor:
             return x + tau * self.normal._apply(x)
