@@ -125,3 +125,10 @@ def test_finite_difference_fourier_eigenvalues() -> None:
     lam = D.fourier_eigenvalues()
     via_fft = torch.fft.ifft2(lam * torch.fft.fft2(x))
     assert torch.allclose(D.H(D(x)), via_fft, atol=1e-12)
+
+
+def test_fused_gradient_step_matches_grad() -> None:
+    term = _data_term(1)
+    x = _randc(H, W, seed=12)
+    assert torch.allclose(term.gradient_step(x, 0.7), x - 0.7 * term.grad(x), atol=1e-12)
+    assert torch.allclose(Term.gradient_step(term, x, 0.7), x - 0.7 * Term.grad(term, x), atol=1e-10)

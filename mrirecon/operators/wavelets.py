@@ -56,6 +56,8 @@ _ALIASES = {"haar": "db1", "dau2": "db2"}
 
 # One level's detail bands: (LH, HL, HH, column pass-through or None, row pass-through or None).
 Bands = tuple[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"]
+# The same on stacked real/imaginary parts: (LH|HL|HH stacked on the channel axis, column pass, row pass).
+RealLevel = tuple[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"]
 
 WAVELETS = tuple(sorted(_DAUBECHIES)) + tuple(sorted(_ALIASES))
 
@@ -158,16 +160,22 @@ class Wavelet(Linop):
         if any(self.shift):
             x = torch.roll(x, shifts=self.shift, dims=(-2, -1))
         lead = x.shape[:-2]
-        r, details = self.decompose_real(_to_real(x))
+        r, levels = self.decompose_real(_to_real(x))
 
         def to_c(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else _to_complex(t, lead)
 
-        return _to_complex(r, lead), [tuple(to_c(t) for t in d) for d in details]  # type: ignore[misc]
+        details = [(to_c(hi[:, 0:1]), to_c(hi[:, 1:2]), to_c(hi[:, 2:3]), to_c(colp), to_c(rowp))
+                   for hi, colp, rowp in levels]
+        return _to_complex(r, lead), details  # type: ignore[return-value]
 
-    def decompose_real(self, r: torch.Tensor) -> tuple[torch.Tensor, list[Bands]]:
-        """:meth:`decompose` on stacked real/imaginary parts ``[2B, 1, H, W]`` (no shift applied here)."""
-        details: list[Bands] = []
+    def decompose_real(self, r: torch.Tensor) -> tuple[torch.Tensor, list[RealLevel]]:
+        """:meth:`decompose` on stacked real/imaginary parts ``[2B, 1, H, W]`` (no shift applied here).
+
+        Returns ``(approximation [2B, 1, h, w], [(details [2B, 3, h_l, w_l], column_pass, row_pass)])``
+        with the three detail bands (LH, HL, HH) of a level stacked along the channel axis.
+        """
+        levels: list[RealLevel] = []
         for _ in range(self.levels):
             h, w = r.shape[-2:]
             he, we = h - h % 2, w - w % 2
@@ -175,14 +183,14 @@ class Wavelet(Linop):
             rowp = r[..., he:, :] if he < h else None
             core = r[..., :he, :we] if (he, we) != (h, w) else r
             bands = self._analysis(core)
-            details.append((bands[:, 1:2], bands[:, 2:3], bands[:, 3:4], colp, rowp))
+            levels.append((bands[:, 1:4], colp, rowp))
             r = bands[:, 0:1]
-        return r, details
+        return r, levels
 
-    def reconstruct_real(self, r: torch.Tensor, details: Sequence[Bands]) -> torch.Tensor:
+    def reconstruct_real(self, r: torch.Tensor, levels: Sequence[RealLevel]) -> torch.Tensor:
         """:meth:`reconstruct` on stacked real/imaginary parts (no shift undone here)."""
-        for lh, hl, hh, colp, rowp in reversed(details):
-            r = self._synthesis(torch.cat([r, lh, hl, hh], dim=1))
+        for hi, colp, rowp in reversed(levels):
+            r = self._synthesis(torch.cat([r, hi], dim=1))
             if colp is not None:
                 r = torch.cat([r, colp], dim=-1)
             if rowp is not None:
@@ -196,7 +204,9 @@ class Wavelet(Linop):
         def to_r(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else _to_real(t)
 
-        r = self.reconstruct_real(_to_real(approx), [tuple(to_r(t) for t in d) for d in details])  # type: ignore[misc]
+        levels = [(torch.cat([_to_real(lh), _to_real(hl), _to_real(hh)], dim=1), to_r(colp), to_r(rowp))
+                  for lh, hl, hh, colp, rowp in details]
+        r = self.reconstruct_real(_to_real(approx), levels)
         x = _to_complex(r, lead)
         if any(self.shift):
             x = torch.roll(x, shifts=tuple(-s for s in self.shift), dims=(-2, -1))

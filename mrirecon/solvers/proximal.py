@@ -75,11 +75,11 @@ class FISTA(Solver[FISTAState]):
         assert s.x_prev is not None
         t_new = (1 + math.sqrt(1 + 4 * s.t * s.t)) / 2 if self.accelerate else 1.0
         if self.accelerate and s.iteration > 0:
-            z = s.x + ((s.t - 1) / t_new) * (s.x - s.x_prev)
+            z = torch.lerp(s.x_prev, s.x, 1 + (s.t - 1) / t_new)  # x + ((t - 1)/t_new)(x - x_prev)
         else:
             z = s.x
         with finite_checks(False):
-            v = z - self.step_size * self.f.grad(z)
+            v = self.f.gradient_step(z, self.step_size)
             x = self.g.prox(v, self.step_size)
         return with_state(s, x=x, x_prev=s.x, t=t_new, v=v, iteration=s.iteration + 1,
                           residual=self.relative_change(x, s.x), step_size=self.step_size)

@@ -113,6 +113,10 @@ class Term:
             (g,) = torch.autograd.grad(self(xr).sum(), xr, create_graph=x.requires_grad)
         return g
 
+    def gradient_step(self, x: torch.Tensor, step: float) -> torch.Tensor:
+        """``x - step·∇f(x)`` (terms may fuse this into fewer passes over memory)."""
+        return x - step * self.grad(x)
+
     # -- prox -------------------------------------------------------------------------------
     def prox(self, v: torch.Tensor, tau: float) -> torch.Tensor:
         """``argmin_x ½‖x - v‖² + tau·f(x)``; the default is an inner iterative solve (see :meth:`prox_inner`)."""
@@ -259,6 +263,10 @@ class L2Data(Term):
         """``A^H A x - A^H y`` (fast normal operator)."""
         return self.normal._apply(x) - self.aty
 
+    def gradient_step(self, x: torch.Tensor, step: float) -> torch.Tensor:
+        """``x - step (A^H A x - A^H y)`` in two passes over the image."""
+        return torch.add(x + step * self.aty, self.normal._apply(x), alpha=-step)
+
     def prox(self, v: torch.Tensor, tau: float) -> torch.Tensor:
         """``(I + τA^H A)^{-1}(v + τA^H y)`` by conjugate gradients (to ``cg_tol``)."""
         from mrirecon.solvers.base import run
@@ -381,11 +389,12 @@ class L1Wavelet(Term):
             W = self.W.replace(shift=self.last_shift)
             W._kernel_cache = self.W._kernel_cache  # share the cached filters
         t = tau * self.lam
-        # Work on the unpacked bands of the stacked real/imaginary parts (no packing, no complex abs).
+        # Work on the unpacked bands of the stacked real/imaginary parts (no packing, no complex abs),
+        # the three detail bands of a level thresholded together.
         x = torch.roll(v, shifts=W.shift, dims=(-2, -1)) if any(W.shift) else v
         lead = x.shape[:-2]
-        approx, details = W.decompose_real(torch.stack([x.real, x.imag], dim=-3).reshape(-1, 1, *x.shape[-2:]))
-        shrink = [tuple(None if b is None else _soft_pairs(b, t) for b in d) for d in details]
+        approx, levels = W.decompose_real(torch.stack([x.real, x.imag], dim=-3).reshape(-1, 1, *x.shape[-2:]))
+        shrink = [tuple(None if b is None else _soft_pairs(b, t) for b in level) for level in levels]
         r = W.reconstruct_real(_soft_pairs(approx, t), shrink)  # type: ignore[arg-type]
         r = r.reshape(*lead, 2, *r.shape[-2:])
         out = torch.complex(r[..., 0, :, :], r[..., 1, :, :])
