@@ -204,7 +204,7 @@ def run(solver: Solver[S], x0: torch.Tensor | None = None, *, max_iter: int | No
     Raises:
         DivergenceError: the iterates diverged and ``raise_on_divergence`` is set.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     n_iter = solver.max_iter if max_iter is None else int(max_iter)
     tolerance = solver.tol if tol is None else float(tol)
