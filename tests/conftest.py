@@ -38,3 +38,22 @@ def bart_brain() -> Path:
     if not (folder / "ksp.cfl").exists():
         pytest.skip(f"{folder} is not present")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny demo dataset (``DemoConfig.tiny()``: 40×32, 8 coils, ~50 slices), built once per session."""
+    from mrirecon.data.demo import DemoConfig, build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo") / "demo-tiny", DemoConfig.tiny())
+
+
+@pytest.fixture
+def ismrmrd_tools() -> dict[str, str]:
+    """Paths of the ISMRMRD reference tools (skipped when ismrmrd-tools is not installed; CI installs it)."""
+    names = ("ismrmrd_generate_cartesian_shepp_logan", "ismrmrd_recon_cartesian_2d", "ismrmrd_info")
+    tools = {n: shutil.which(n) for n in names}
+    missing = [n for n, p in tools.items() if p is None]
+    if missing:
+        pytest.skip(f"ISMRMRD tools not installed ({', '.join(missing)}; apt-get install ismrmrd-tools)")
+    return {n.removeprefix("ismrmrd_"): p for n, p in tools.items()}  # type: ignore[misc]

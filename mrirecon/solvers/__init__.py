@@ -1,1 +1,20 @@
-"""Iterative solvers: the run loop, CG, FISTA, ADMM, PDHG, plug-and-play and DEQ fixed points."""
+"""Iterative solvers: the run loop, CG, FISTA, ADMM, PDHG (plug-and-play and DEQ fixed points build on them).
+
+Every solver is a :class:`~mrirecon.solvers.base.Solver` (``init``/``step``/``done``) driven by
+:func:`~mrirecon.solvers.base.run`, which returns the solution and a
+:class:`~mrirecon.solvers.base.History`. Objective terms with exact proxes live in
+:mod:`mrirecon.solvers.terms`.
+"""
+from mrirecon.solvers.base import History, Solver, State, run, with_state
+from mrirecon.solvers.cg import CGState, ConjugateGradient
+from mrirecon.solvers.power import power_iteration
+from mrirecon.solvers.proximal import FISTA, FISTAState
+from mrirecon.solvers.splitting import ADMM, PDHG, ADMMState, PDHGState
+from mrirecon.solvers.terms import (L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariation, group_soft_threshold,
+                                    operator_norm_bound, soft_threshold)
+
+__all__ = [
+    "ADMM", "ADMMState", "CGState", "ConjugateGradient", "FISTA", "FISTAState", "History", "L1", "L1Wavelet",
+    "L2Data", "PDHG", "PDHGState", "Solver", "State", "Term", "Tikhonov", "TotalVariation",
+    "group_soft_threshold", "operator_norm_bound", "power_iteration", "run", "soft_threshold", "with_state",
+]

@@ -1,0 +1,140 @@
+"""ESPIRiT maps against BART ``ecalib`` (phantom and real brain data), sigpy, the true maps; Walsh maps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.problems import reference_problem
+from mrirecon.errors import ConfigError, DataError, DTypeError
+from mrirecon.io.cfl import read_cfl, write_cfl
+from mrirecon.operators.espirit import (calib_region, espirit_maps, espirit_maps_sigpy, map_projection,
+                                        sampling_pattern, walsh_maps)
+from mrirecon.operators.fft import ifft2c
+from tests.conftest import run_tool
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def _to_ours(arr: np.ndarray) -> torch.Tensor:
+    """BART ``[X, Y, 1, C(, M)]`` -> ours ``[(M,) C, X, Y]``."""
+    a = arr.reshape(arr.shape[0], arr.shape[1], *arr.shape[3:]) if arr.ndim > 3 and arr.shape[2] == 1 else arr
+    a = np.moveaxis(a, 2, 0) if a.ndim == 3 else np.moveaxis(a, (2, 3), (1, 0))
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _compare_with_bart(bart: str, tmp_path: Path, ksp_bart: Path, ksp: torch.Tensor) -> None:
+    run_tool(bart, "ecalib", "-m1", ksp_bart, tmp_path / "maps", tmp_path / "ev")
+    maps_b = _to_ours(read_cfl(tmp_path / "maps").reshape(*ksp.shape[1:], 1, ksp.shape[0]))
+    ev_b = torch.from_numpy(np.abs(read_cfl(tmp_path / "ev")).reshape(ksp.shape[1:]))
+    maps, lam = espirit_maps(ksp, return_eigenvalues=True)
+    rss = ifft2c(ksp).abs().pow(2).sum(0).sqrt()
+    obj = (rss > 0.1 * rss.max()) & (maps_b.abs().sum(0) > 0)
+    proj = map_projection(maps, maps_b)
+    assert obj.sum() > 1000
+    low = obj & (proj < 0.98)
+    # the same support (the crop decision) up to a few pixels on its edge
+    assert int(((maps.abs().sum(0) > 0) ^ (maps_b.abs().sum(0) > 0)).sum()) <= 0.001 * obj.numel()
+    assert float(proj[obj].median()) > 0.999
+    assert int(low.sum()) <= 0.005 * int(obj.sum())
+    # Where the maps disagree, BART's vector is not an eigenvector: its orthogonal iteration (30 steps
+    # per pixel) has not separated two close eigenvalues, so its eigenvalue estimate is lower than ours.
+    if low.any():
+        assert bool((ev_b[low] < lam[0][low] - 0.005).all())
+
+
+@pytest.mark.bart
+@pytest.mark.slow
+def test_espirit_matches_bart_on_phantom(bart: str, tmp_path: Path) -> None:
+    run_tool(bart, "phantom", "-x", "128", "-s", "8", "-k", tmp_path / "ksp")
+    k = read_cfl(tmp_path / "ksp")
+    ksp = _to_ours(k.reshape(128, 128, 1, 8))
+    _compare_with_bart(bart, tmp_path, tmp_path / "ksp", ksp)
+
+
+@pytest.mark.bart
+def test_espirit_matches_bart_on_real_brain(bart: str, bart_brain: Path, tmp_path: Path) -> None:
+    k = read_cfl(bart_brain / "ksp")  # [1, 180, 230, 8]: a ky-kz slice
+    ksp = torch.from_numpy(np.ascontiguousarray(np.moveaxis(k.reshape(180, 230, 8), -1, 0)))
+    write_cfl(tmp_path / "ksp", k.reshape(180, 230, 1, 8))
+    _compare_with_bart(bart, tmp_path, tmp_path / "ksp", ksp)
+
+
+def test_espirit_coarse_grid_matches_exact_and_true_maps() -> None:
+    p = reference_problem(n=96, coils=6, center_lines=24)
+    exact = espirit_maps(p.kspace, grid=None)
+    fast = espirit_maps(p.kspace, grid=32)
+    support = exact.abs().sum(0) > 0
+    assert torch.equal(support, fast.abs().sum(0) > 0)
+    assert float(map_projection(fast, exact)[support].min()) > 0.999
+    obj = p.image.abs() > 0.1 * p.image.abs().max()
+    assert float(map_projection(exact, p.maps)[obj].min()) > 0.99
+    # unit norm over coils where not cropped
+    norms = torch.linalg.vector_norm(fast, dim=0)
+    assert torch.allclose(norms[support], torch.ones_like(norms[support]), atol=1e-4)
+
+
+def test_espirit_batched_two_sets_and_dtype() -> None:
+    p = reference_problem(n=64, coils=4, center_lines=20)
+    k2 = torch.stack([p.kspace, 2 * p.kspace])
+    maps, lam = espirit_maps(k2, sets=2, return_eigenvalues=True)
+    assert maps.shape == (2, 2, 4, 64, 64) and lam.shape == (2, 2, 64, 64)
+    assert maps.dtype == torch.complex64
+    single = espirit_maps(p.kspace, sets=2)
+    assert float(map_projection(maps[0, 0], single[0])[single[0].abs().sum(0) > 0].min()) > 0.999
+    assert bool((lam[:, 0] >= lam[:, 1] - 1e-5).all())
+
+
+def test_calibration_region_detection() -> None:
+    p = reference_problem(n=64, coils=4, center_lines=20)
+    assert calib_region(sampling_pattern(p.kspace)) == (24, 20)
+    pattern = torch.zeros(17, 11, dtype=torch.bool)
+    pattern[4:13, 3:9] = True
+    # BART places a block of size c at (n - c) // 2: a 6-wide block would start at column 2 (unsampled)
+    assert calib_region(pattern) == (9, 5) and calib_region(pattern, 4) == (4, 4)
+
+
+def test_espirit_bad_input_is_named() -> None:
+    p = reference_problem(n=64, coils=4, center_lines=20)
+    with pytest.raises(DTypeError, match="complex"):
+        espirit_maps(p.kspace.abs())
+    with pytest.raises(DataError, match="not fully sampled"):
+        espirit_maps(p.kspace, calib=30)
+    with pytest.raises(DataError, match="smaller than"):
+        espirit_maps(p.kspace, kernel=32)
+    with pytest.raises(ConfigError, match="sets"):
+        espirit_maps(p.kspace, sets=5)
+
+
+@pytest.mark.slow
+def test_espirit_matches_sigpy() -> None:
+    p = reference_problem(n=96, coils=6, center_lines=24)
+    ours = espirit_maps(p.kspace, calib=24)
+    theirs = espirit_maps_sigpy(p.kspace, calib=24)
+    both = (ours.abs().sum(0) > 0) & (theirs.abs().sum(0) > 0) & (p.image.abs() > 0.1 * p.image.abs().max())
+    assert float(map_projection(ours, theirs)[both].min()) > 0.98
+
+
+def test_walsh_maps_close_to_true_maps() -> None:
+    p = reference_problem(n=96, coils=6, center_lines=24)
+    maps = walsh_maps(p.kspace)
+    obj = p.image.abs() > 0.1 * p.image.abs().max()
+    assert float(map_projection(maps, p.maps)[obj].median()) > 0.99
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_espirit_on_cuda_matches_cpu() -> None:
+    p = reference_problem(n=64, coils=4, center_lines=20)
+    cpu = espirit_maps(p.kspace)
+    gpu = espirit_maps(p.kspace.cuda()).cpu()
+    support = cpu.abs().sum(0) > 0
+    assert float(map_projection(cpu, gpu)[support].min()) > 0.999
