@@ -71,6 +71,8 @@ def register(name: str) -> Callable[[M], M]:
     """
 
     def deco(cls: M) -> M:
+        if name in MODELS:
+            MODELS.add(name, None)  # type: ignore[arg-type]  (raises the registry's duplicate error)
         config = config_from_signature(cls)
         MODELS.add(name, ModelSpec(name, cls, config))
         sig = inspect.signature(cls.__init__)
@@ -122,7 +124,10 @@ def build_model(name: str, config: dict[str, Any] | Any | None = None, seed: int
     elif isinstance(config, dict):
         from mrirecon.denoisers._config import dataclass_from_dict  # noqa: PLC0415
 
-        cfg = dataclass_from_dict(spec.config, config, where=f"model {name!r}")
+        try:
+            cfg = dataclass_from_dict(spec.config, config, where="")
+        except ConfigError as exc:
+            raise ConfigError(f"model {name!r}: {exc}") from None
     else:
         raise ConfigError(f"model {name!r}: config must be a dict or {spec.config.__name__}, "
                           f"got {type(config).__name__}")

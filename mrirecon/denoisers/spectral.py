@@ -7,7 +7,11 @@ a factor up to ``k`` either way). Here the norm is that of the linear map ``x ->
 iteration on ``Aᵀ A`` (``A`` = conv2d / conv_transpose2d, ``Aᵀ`` = the transposed operation). The
 power-iteration vector is a buffer of each layer, advanced ``iters`` steps at every training forward
 (warm start), and the weight used is ``W · c / σ̂`` (``mode="normalize"``, Ryu et al.) or
-``W · c / max(σ̂, c)`` (``mode="clip"``).
+``W · c / max(σ̂, c)`` (``mode="clip"``). One step per training step lags behind fast-changing weights
+(``σ̂`` is a lower bound, so the bound can be exceeded by a few percent early in training); when the
+layer is switched to eval mode, ``u`` is therefore refined by Lanczos steps on ``Aᵀ A`` (same operator,
+faster convergence for the clustered top of a convolution's spectrum) before the first evaluation, and
+likewise at the first training step.
 
 Size: for zero padding the norm on ``S × S`` images grows with ``S`` towards the norm on the whole
 plane (the supremum over frequencies of the kernel's transfer matrix); from ``S = 32`` on, the gap is a
@@ -22,7 +26,7 @@ its convolutions, after which its layer norms can be measured.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -110,7 +114,8 @@ class RealSpectralNorm(nn.Module):
         size: side ``S`` of the ``[C_in, S, S]`` images on which the norm is estimated.
         iters: power-iteration steps per training forward (warm-started from the buffer ``u``).
         mode: ``"normalize"`` (norm set to ``c``) or ``"clip"`` (norm set to ``min(σ, c)``).
-        init_iters: power-iteration steps of the first training forward (from the random start).
+        init_iters: Lanczos steps of the first training forward (from the random start).
+        refresh_iters: Lanczos steps at the first forward after switching to eval mode.
         seed: seed of the random start vector.
 
     Buffers:
@@ -120,7 +125,8 @@ class RealSpectralNorm(nn.Module):
     """
 
     def __init__(self, conv: ConvLayer, bound: float = 1.0, size: int = 32, iters: int = 1,
-                 mode: Literal["normalize", "clip"] = "normalize", init_iters: int = 200, seed: int = 0) -> None:
+                 mode: Literal["normalize", "clip"] = "normalize", init_iters: int = 50, refresh_iters: int = 50,
+                 seed: int = 0) -> None:
         super().__init__()
         if bound <= 0 or size < 1 or iters < 0:
             raise ConfigError(f"RealSpectralNorm: need bound > 0, size >= 1, iters >= 0; got bound={bound}, "
@@ -129,6 +135,8 @@ class RealSpectralNorm(nn.Module):
             raise ConfigError(f"RealSpectralNorm: mode must be 'normalize' or 'clip', got {mode!r}")
         self.op = ConvOperator(conv)
         self.bound, self.size, self.iters, self.mode, self.init_iters = float(bound), size, iters, mode, init_iters
+        self.refresh_iters = refresh_iters
+        self._refresh = True
         g = torch.Generator().manual_seed(seed)
         u = torch.randn(1, conv.in_channels, size, size, generator=g, dtype=conv.weight.dtype)
         self.register_buffer("u", _normalise(u).to(conv.weight.device))
@@ -143,6 +151,28 @@ class RealSpectralNorm(nn.Module):
             u = _normalise(self.op.adjoint(self.op.apply(u, w), w, (self.size, self.size)))
         self.u.copy_(u)
 
+    @torch.no_grad()
+    def settle(self, w: torch.Tensor, steps: int) -> None:
+        """Replace ``u`` by the top Ritz vector of ``steps`` Lanczos steps on ``Aᵀ A`` started from ``u``.
+
+        Lanczos converges much faster than power iteration when the top singular values of a convolution
+        are clustered (they usually are); like power iteration it approaches ``σ`` from below.
+        """
+        if steps < 1:
+            return
+        u = self.u.to(w.dtype)
+
+        def normal(x: torch.Tensor) -> torch.Tensor:
+            return self.op.adjoint(self.op.apply(x.to(w.dtype), w), w, (self.size, self.size))
+
+        _, vec = lanczos_top(normal, u, steps)
+        self.u.copy_(_normalise(vec).to(self.u.dtype))
+
+    def train(self, mode: bool = True) -> RealSpectralNorm:
+        if self.training and not mode:
+            self._refresh = True
+        return super().train(mode)
+
     def estimate(self, w: torch.Tensor) -> torch.Tensor:
         """``σ̂ = ‖A u‖`` (differentiable in ``w``; ``u`` is a constant)."""
         return self.op.apply(self.u.to(w.dtype), w).norm()
@@ -150,9 +180,12 @@ class RealSpectralNorm(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.training:
             if not bool(self.initialised):
-                self.power_iteration(w.detach(), self.init_iters)
+                self.settle(w.detach(), self.init_iters)
                 self.initialised.fill_(True)
             self.power_iteration(w.detach(), self.iters)
+        elif self._refresh:
+            self.settle(w.detach(), self.refresh_iters)
+            self._refresh = False
         sigma = self.estimate(w)
         with torch.no_grad():
             self.sigma.copy_(sigma.detach())
@@ -178,11 +211,49 @@ def sn_layers(model: nn.Module) -> Iterator[tuple[str, ConvLayer, RealSpectralNo
 
 
 @torch.no_grad()
-def converge_spectral_norms(model: nn.Module, iters: int = 200) -> None:
-    """Run ``iters`` more power-iteration steps in every real-SN layer (e.g. before export)."""
+def converge_spectral_norms(model: nn.Module, steps: int = 80, restarts: int = 2) -> None:
+    """Refine ``u`` of every real-SN layer by ``restarts`` rounds of ``steps`` Lanczos steps (e.g. before export)."""
     for _, conv, p in sn_layers(model):
-        p.power_iteration(conv.parametrizations.weight.original.detach(), iters)
+        for _ in range(restarts):
+            p.settle(conv.parametrizations.weight.original.detach(), steps)
         p.initialised.fill_(True)
+        p._refresh = False
+
+
+@torch.no_grad()
+def lanczos_top(apply: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, steps: int
+                ) -> tuple[float, torch.Tensor]:
+    """Largest eigenvalue and eigenvector estimate of a symmetric PSD operator by Lanczos (full reorthogonalisation).
+
+    Args:
+        apply: ``x -> M x`` on tensors shaped like ``v0``.
+        v0: start vector.
+        steps: Krylov dimension.
+
+    Returns:
+        ``(λ, v)``: the top Ritz value (≤ ``λ_max``) and its Ritz vector (float64, unit norm).
+    """
+    q = (v0 / v0.norm().clamp_min(1e-30)).to(torch.float64)
+    basis, alphas, betas = [q], [], []
+    for j in range(steps):
+        w = apply(basis[-1].to(v0.dtype)).to(torch.float64)
+        alphas.append(float((w * basis[-1]).sum()))
+        for _ in range(2):  # full reorthogonalisation, twice
+            for b in basis:
+                w = w - (w * b).sum() * b
+        beta = float(w.norm())
+        if j == steps - 1 or beta <= 1e-12 * max(abs(alphas[-1]), 1e-300):
+            break
+        betas.append(beta)
+        basis.append(w / beta)
+    k = len(alphas)
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if k > 1:
+        off = torch.tensor(betas[:k - 1], dtype=torch.float64)
+        t = t + torch.diag(off, 1) + torch.diag(off, -1)
+    evals, evecs = torch.linalg.eigh(t)
+    vec = sum(evecs[i, -1] * basis[i] for i in range(k))
+    return float(evals[-1]), _normalise(vec)
 
 
 def conv_operator_norm(conv: ConvLayer, size: int | tuple[int, int], iters: int = 500, seed: int = 0,

@@ -240,7 +240,7 @@ def export(recipe: DenoiserRecipe, module: DenoiserModule, dm: DenoiserDataModul
     assert dm.val_images is not None
     model = module.model.cpu()
     if any(True for _ in sn_layers(model)):
-        converge_spectral_norms(model, 500)
+        converge_spectral_norms(model)
     model.eval()
     t0 = time.perf_counter()
     psnr = evaluate_psnr(model, dm.val_images, recipe.noise.val_sigmas, recipe.noise.val_seed)
