@@ -7,7 +7,10 @@ Every solver is a :class:`~mrirecon.solvers.base.Solver` (``init``/``step``/``do
 """
 from mrirecon.solvers.base import History, Solver, State, run, with_state
 from mrirecon.solvers.cg import CGState, ConjugateGradient
+from mrirecon.solvers.dataprox import CartesianProx, CGProx, CirculantProx, DataProx, DiagonalProx, data_prox
 from mrirecon.solvers.power import power_iteration
+from mrirecon.solvers.pnp import (DenoiserFn, GradientStepPnP, GradientStepPrior, GSPnPState, PnPADMM, PnPADMMState,
+                                  PnPFBS, PnPFBSState, contraction_bound)
 from mrirecon.solvers.proximal import FISTA, FISTAState
 from mrirecon.solvers.splitting import ADMM, PDHG, ADMMState, PDHGState
 from mrirecon.solvers.terms import (L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariation, group_soft_threshold,
@@ -17,4 +20,8 @@ __all__ = [
     "ADMM", "ADMMState", "CGState", "ConjugateGradient", "FISTA", "FISTAState", "History", "L1", "L1Wavelet",
     "L2Data", "PDHG", "PDHGState", "Solver", "State", "Term", "Tikhonov", "TotalVariation",
     "group_soft_threshold", "operator_norm_bound", "power_iteration", "run", "soft_threshold", "with_state",
+    # plug-and-play
+    "CGProx", "CartesianProx", "CirculantProx", "DataProx", "DenoiserFn", "DiagonalProx", "GSPnPState",
+    "GradientStepPnP", "GradientStepPrior", "PnPADMM", "PnPADMMState", "PnPFBS", "PnPFBSState",
+    "contraction_bound", "data_prox",
 ]
