@@ -15,7 +15,7 @@ from mrirecon.denoisers.spectral import converge_spectral_norms, spectral_certif
 from mrirecon.errors import ConfigError, DivergenceError
 from mrirecon.methods import reconstruct
 from mrirecon.methods.history import history_dict, load_history, plot_history, save_history
-from mrirecon.methods.pnp import robust_max
+from mrirecon.methods.pnp import estimate_noise, robust_max
 from mrirecon.operators import Sense, dense_matrix, equispaced_mask
 from mrirecon.solvers import contraction_bound
 
@@ -31,10 +31,10 @@ def _one_thread():
 
 
 def _phantom(g: torch.Generator) -> torch.Tensor:
+    """A smooth complex phantom (little energy at the k-space edge, where the noise is estimated)."""
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
-    img = ((yy / 0.8) ** 2 + (xx / 0.7) ** 2 < 1).float() * 0.6 + ((yy / 0.3) ** 2 + (xx / 0.4) ** 2 < 1).float() * 0.4
-    return (img * torch.exp(1j * 0.5 * yy)).to(torch.complex64) + 0.01 * torch.randn(H, W, generator=g,
-                                                                                      dtype=torch.complex64)
+    img = 0.7 * torch.exp(-((yy / 0.6) ** 2 + (xx / 0.5) ** 2) ** 2) + 0.3 * torch.exp(-((yy - 0.2) ** 2 + xx ** 2) / 0.05)
+    return (img * torch.exp(1j * 0.5 * yy)).to(torch.complex64)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,22 @@ def sample() -> KSpaceSample:
     maps = maps / maps.abs().pow(2).sum(0).sqrt()
     mask = equispaced_mask(W, 2, 0.2, seed=0).reshape(1, 1, W)
     x = _phantom(g)
-    k = Sense(maps, mask)(x) + 0.002 * torch.randn(C, H, W, generator=g, dtype=torch.complex64) * mask
+    k = Sense(maps, mask)(x) + 0.01 * torch.randn(C, H, W, generator=g, dtype=torch.complex64) * mask
     return KSpaceSample(kspace=k, mask=mask, maps=maps, target=x.abs(), meta=SampleMeta(file="phantom"))
+
+
+@pytest.fixture(scope="module")
+def smooth_sample() -> KSpaceSample:
+    """The phantom with smooth coil maps (8 Gaussian coils around the FOV): the k-space edge holds mostly noise."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
+    angles = torch.arange(C) * (2 * torch.pi / C)
+    maps = torch.stack([torch.exp(-((yy - 1.2 * torch.sin(a)) ** 2 + (xx - 1.2 * torch.cos(a)) ** 2) / 1.5)
+                        * torch.exp(1j * 0.3 * (yy + xx)) for a in angles]).to(torch.complex64)
+    maps = maps / maps.abs().pow(2).sum(0).sqrt()
+    mask = equispaced_mask(W, 2, 0.2, seed=0).reshape(1, 1, W)
+    k = Sense(maps, mask)(_phantom(g)) + 0.01 * torch.randn(C, H, W, generator=g, dtype=torch.complex64) * mask
+    return KSpaceSample(kspace=k, mask=mask, maps=maps, meta=SampleMeta(file="smooth phantom"))
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +95,36 @@ def test_robust_max_ignores_a_spike_and_handles_batches() -> None:
     assert float(robust_max(torch.ones(2, 9, 7, dtype=torch.complex64), 3)) == 1.0  # multi-set: one scale
 
 
+def test_noise_estimate_from_the_kspace_edge() -> None:
+    """Pure complex noise of std 0.3 per part, plus strong signal in the centre: the edge median finds 0.3."""
+    g = torch.Generator().manual_seed(3)
+    n = torch.randn(2, 4, 64, 48, generator=g, dtype=torch.float64)
+    k = 0.3 * torch.complex(n[0], n[1])
+    k[:, 24:40, 16:32] += 50.0
+    mask = torch.ones(1, 1, 48)
+    mask[..., ::2] = 0
+    est = estimate_noise(torch.stack([k, 2 * k]), mask)
+    assert est.shape == (2,)
+    assert est[0] == pytest.approx(0.3, rel=0.08) and est[1] == pytest.approx(0.6, rel=0.08)
+    assert torch.isnan(estimate_noise(k, torch.zeros(1, 1, 48)))
+
+
+def test_default_balance_follows_the_estimated_noise(smooth_sample, weights) -> None:
+    """alpha = (σ/σ_n)² for PnP-ADMM and lam = (σ_n/σ)² for GS-PnP, with σ_n estimated in normalised units."""
+    a = reconstruct(smooth_sample, "pnp-admm", weights=str(weights["sn"]), iters=1, sigma=0.05)
+    noise = a.info["noise"]
+    scale = a.info["scale"]
+    assert noise * scale == pytest.approx(0.01 / 2 ** 0.5, rel=0.3)  # randn complex: 0.01/sqrt(2) per part
+    assert a.info["alpha"] == pytest.approx((0.05 / noise) ** 2)
+    extra = torch.randn(smooth_sample.kspace.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    noisier = smooth_sample.replace(kspace=smooth_sample.kspace + 0.02 * extra * smooth_sample.mask)
+    b = reconstruct(noisier, "pnp-admm", weights=str(weights["sn"]), iters=1, sigma=0.05)
+    assert b.info["noise"] > 2 * noise and b.info["alpha"] < a.info["alpha"] / 4  # noisier data: more prior
+    g = reconstruct(smooth_sample, "gs-pnp", weights=str(weights["gs"]), iters=1, sigma=0.05, certificate=False)
+    assert g.info["lam"] == pytest.approx((g.info["noise"] / 0.05) ** 2)
+    assert reconstruct(smooth_sample, "pnp-admm", weights=str(weights["sn"]), iters=1, alpha=3.0).info["alpha"] == 3.0
+
+
 def test_pnp_admm_converges_and_reports(sample, weights) -> None:
     """With μ = λ_min(A^H A) > 0 and ε = Lip(I − D) ≤ 0.1 the PnP-ADMM map is a contraction (Ryu's setting)."""
     A = Sense(sample.maps.to(torch.complex128), sample.mask.double())
@@ -88,7 +132,7 @@ def test_pnp_admm_converges_and_reports(sample, weights) -> None:
     mu, L = float(ev[0]), float(ev[-1])
     eps = json.loads(weights["sn"].with_suffix(".json").read_text())["certificate"]["bound"]
     assert contraction_bound("admm", 1.0, mu, L, eps) < 0.95 and contraction_bound("fbs", 1.0, mu, L, eps) < 0.95
-    res = reconstruct(sample, "pnp-admm", weights=str(weights["sn"]), iters=300, tol=1e-5)
+    res = reconstruct(sample, "pnp-admm", weights=str(weights["sn"]), alpha=1.0, iters=300, tol=1e-5)
     hist, info = res.history, res.info
     assert res.image.shape == (H, W) and res.image.dtype == torch.complex64
     assert info["converged"] and info["stop_reason"] == "tol" and hist.residual[-1] <= 1e-5
@@ -104,7 +148,7 @@ def test_pnp_admm_converges_and_reports(sample, weights) -> None:
 
 def test_pnp_is_scale_invariant(sample, weights) -> None:
     """Data in other units give the same image in those units (the data are normalised, then scaled back)."""
-    opts = dict(weights=str(weights["sn"]), iters=30, tol=0.0)
+    opts = dict(weights=str(weights["sn"]), iters=30, tol=0.0)  # the default alpha is scale-free too
     a = reconstruct(sample, "pnp-admm", **opts).image
     b = reconstruct(sample.replace(kspace=sample.kspace * 1e4), "pnp-admm", **opts).image
     assert torch.allclose(b / 1e4, a, rtol=1e-3, atol=1e-4 * float(a.abs().max()))
@@ -146,7 +190,7 @@ def test_divergence_is_reported_not_nan(sample, weights) -> None:
 
 
 def test_equivariant_is_seeded(sample, weights) -> None:
-    opts = dict(weights=str(weights["sn"]), iters=10, tol=0.0, certificate=False)
+    opts = dict(weights=str(weights["sn"]), alpha=1.0, iters=10, tol=0.0, certificate=False)
     a = reconstruct(sample, "pnp-admm-equivariant", seed=1, **opts)
     b = reconstruct(sample, "pnp-admm-equivariant", seed=1, **opts)
     c = reconstruct(sample, "pnp-admm-equivariant", seed=2, **opts)
@@ -163,6 +207,8 @@ def test_bad_options(sample, weights) -> None:
         reconstruct(sample, "pnp-admm", lam=1.0)
     with pytest.raises(ConfigError, match="alpha"):
         reconstruct(sample, "pnp-admm", weights=str(weights["sn"]), alpha=-1.0)
+    with pytest.raises(ConfigError, match="sigma"):
+        reconstruct(sample, "gs-pnp", weights=str(weights["gs"]), sigma=0.0)
     with pytest.raises(ConfigError, match="needs coil sensitivity maps"):
         reconstruct(sample.replace(maps=None), "pnp-admm", weights=str(weights["sn"]))
 

@@ -19,12 +19,22 @@ Each solves, per slice, ``min_x ½‖Ax − y‖² + (learned prior)`` with ``A 
    (from the JSON shipped beside its weights, else measured now on crops of the slice — a quick,
    lower-bound estimate that says so in ``source``) and ``info["guarantee"]`` what it implies.
 
-Defaults (``alpha``, ``sigma``, ``lam``) are set in the normalised units above from the algorithms' own
-scales, not fitted to any data set: ``alpha = 1`` for PnP-ADMM gives the data step the same weight as
-the distance to the denoised image at ``‖A‖ = 1`` (normalised maps); PnP-FBS uses ``alpha = 1/‖A‖²``
-(the largest step that keeps ``I − α∇f`` firmly non-expansive); gradient-step PnP starts at
-Hurault et al.'s ``τ = 1`` (the denoiser step itself) with backtracking. ``sigma`` is only used by
-denoisers that take a noise-level map (blind networks ignore it).
+**Defaults: one strength, the balance from the data's noise.** ``sigma`` (default 0.05, in the units of
+the normalised image, i.e. 5 % of its maximum — mid-range of the shipped denoisers' training noise) is
+the noise level the denoiser is applied at. The weight between data and prior then follows from the
+MAP reading of PnP (a denoiser at level ``σ`` acts as the prox of ``σ²·(−log p)``; the data term
+``½‖Ax − y‖²`` with noise ``σ_n`` pairs with ``σ_n²·(−log p)``), with ``σ_n`` *estimated from the
+data* — the median magnitude of the outermost 10 % of the sampled k-space (noise-dominated in MRI),
+divided by ``sqrt(2 ln 2)`` (the median of a Rayleigh variable) and by the image scale:
+
+* PnP-ADMM: ``alpha = (σ / σ_n)²``;
+* gradient-step PnP: ``lam = (σ_n / σ)²``;
+* PnP-FBS: the step is ``alpha = 1/‖A‖²`` (convergence needs ``α < 2/‖A‖²``); a noise-map denoiser gets
+  ``σ = sqrt(α)·σ_n``, the level that balances this step (``sigma`` is then not used).
+
+So the same defaults regularise more on noisy data and less on clean data, and no value was fitted to a
+data set; each can be overridden. ``info`` records ``noise``, ``alpha``/``lam`` and ``sigma`` as used.
+Where the noise cannot be estimated (no sampled k-space near the edge, or all zero there), ``σ_n = σ``.
 """
 from __future__ import annotations
 
@@ -62,8 +72,10 @@ class PnPADMMOptions:
 
     Attributes:
         weights: denoiser: a shipped name (``mrirecon denoisers`` lists them) or a weights/checkpoint file.
-        alpha: weight ``α`` of the data term in the data step ``argmin ½‖Ax − y‖² + (1/2α)‖x − v‖²``.
-        sigma: noise level passed to the denoiser (fraction of the image maximum; blind networks ignore it).
+        alpha: weight ``α`` of the data term in the data step ``argmin ½‖Ax − y‖² + (1/2α)‖x − v‖²``
+            (``None``: ``(σ/σ_n)²`` with the estimated noise ``σ_n``, see the module docstring).
+        sigma: the denoiser's noise level, a fraction of the image maximum (noise-map networks take it as
+            input; for blind networks it only sets the default ``alpha``).
         iters: maximum iterations.
         tol: stop when the fixed-point residual ``‖x_{k+1} − x_k‖ / ‖x_0‖`` is below it.
         seed: seed of the random rotations/flips (``equivariant="random"``) and of a computed certificate.
@@ -77,8 +89,8 @@ class PnPADMMOptions:
     """
 
     weights: str = "dncnn-sn"
-    alpha: float = 1.0
-    sigma: float = 0.02
+    alpha: float | None = None
+    sigma: float = 0.05
     iters: int = 100
     tol: float = 1e-4
     seed: int = 0
@@ -104,12 +116,13 @@ class PnPFBSOptions:
 
     Attributes:
         alpha: gradient step (``None``: ``1/‖A‖²``, i.e. 1 for normalised maps).
+        sigma: the noise-map denoiser's level (``None``: ``sqrt(α)·σ_n`` with the estimated noise ``σ_n``).
         (the others as :class:`PnPADMMOptions`; there is no data step, so no CG options.)
     """
 
     weights: str = "dncnn-sn"
     alpha: float | None = None
-    sigma: float = 0.02
+    sigma: float | None = None
     iters: int = 100
     tol: float = 1e-4
     seed: int = 0
@@ -126,7 +139,8 @@ class GSPnPOptions:
 
     Attributes:
         weights: a gradient-step denoiser (``D = I − ∇g``).
-        lam: weight ``λ`` of ``g_σ`` in ``F = ½‖Ax − y‖² + λ g_σ``.
+        lam: weight ``λ`` of ``g_σ`` in ``F = ½‖Ax − y‖² + λ g_σ`` (``None``: ``(σ_n/σ)²`` with the estimated
+            noise ``σ_n``).
         sigma: the denoiser's noise level (fraction of the image maximum).
         step: initial step ``τ`` in the denoiser's units (1: a full denoiser step), reduced by backtracking.
         iters, tol, seed, cg_iters, cg_tol, init_iters, normalize, divergence, certificate: as
@@ -135,8 +149,8 @@ class GSPnPOptions:
     """
 
     weights: str = "gs-drunet"
-    lam: float = 1.0
-    sigma: float = 0.02
+    lam: float | None = None
+    sigma: float = 0.05
     step: float = 1.0
     iters: int = 100
     tol: float = 1e-4
@@ -174,6 +188,41 @@ def robust_max(x: torch.Tensor, image_dims: int) -> torch.Tensor:
     return per_image.reshape(*lead, -1).amax(dim=-1)
 
 
+def estimate_noise(kspace: torch.Tensor, mask: torch.Tensor, edge: float = 0.1) -> torch.Tensor:
+    """Noise standard deviation per real/imaginary part of multicoil k-space, per batch element.
+
+    The median magnitude ``m`` of the sampled values in the outer band ``max(|k_y|/(H/2), |k_x|/(W/2)) ≥ 1 − edge``
+    (all coils), where MRI k-space holds little signal, gives ``σ = m / sqrt(2 ln 2)`` (for complex Gaussian
+    noise ``|n|`` is Rayleigh-distributed with median ``σ sqrt(2 ln 2)``). The median ignores the few
+    samples that do carry signal there. The band is widened (to 0.3) when it holds fewer than 64 samples.
+
+    Args:
+        kspace: complex ``[..., C, H, W]`` (zero where not sampled).
+        mask: real, broadcastable to ``kspace``.
+        edge: width of the band as a fraction of the half-width.
+
+    Returns:
+        real ``[...]``; ``nan`` where no sampled value lies in the band.
+    """
+    C, H, W = kspace.shape[-3:]
+    ky = (torch.arange(H, device=kspace.device) - H // 2).abs() / max(H / 2, 1)
+    kx = (torch.arange(W, device=kspace.device) - W // 2).abs() / max(W / 2, 1)
+    radius = torch.maximum(ky[:, None], kx[None, :])
+    sampled = torch.broadcast_to(mask != 0, kspace.shape)
+    flat_k = kspace.reshape(-1, C, H, W)
+    flat_m = sampled.reshape(-1, C, H, W)
+    out = torch.full((flat_k.shape[0],), math.nan, dtype=kspace.real.dtype, device=kspace.device)
+    for b in range(flat_k.shape[0]):
+        for width in (edge, 0.3):
+            sel = flat_m[b] & (radius >= 1 - width)
+            if int(sel.sum()) >= 64 or width == 0.3:
+                break
+        vals = flat_k[b][sel].abs()
+        if vals.numel():
+            out[b] = vals.median() / math.sqrt(2 * math.log(2))
+    return out.reshape(kspace.shape[:-3])
+
+
 def _batch_view(s: torch.Tensor, ndim: int) -> torch.Tensor:
     return s.reshape(*s.shape, *([1] * ndim))
 
@@ -187,6 +236,11 @@ class Problem:
     x0: torch.Tensor
     scale: torch.Tensor
     image_ndim: int
+    noise: float = math.nan
+
+    def noise_or(self, fallback: float) -> float:
+        """The estimated noise level ``σ_n`` (normalised units; median over a batch), or ``fallback``."""
+        return self.noise if math.isfinite(self.noise) and self.noise > 0 else fallback
 
 
 def prepare(sample: KSpaceSample, init_iters: int, normalize: bool, cg_iters: int = 30, cg_tol: float = 1e-6,
@@ -211,7 +265,10 @@ def prepare(sample: KSpaceSample, init_iters: int, normalize: bool, cg_iters: in
         s = torch.ones(x_ls.shape[:x_ls.ndim - nd], dtype=x_ls.real.dtype, device=x_ls.device)
     y_n = y / _batch_view(s, 3).to(y.dtype)
     x0 = x_ls / _batch_view(s, nd).to(x_ls.dtype)
-    return Problem(A=A, data=data_prox(A, y_n, cg_iters=cg_iters, cg_tol=cg_tol), x0=x0, scale=s, image_ndim=nd)
+    noise = (estimate_noise(y, sample.mask) / s).reshape(-1)
+    noise = noise[torch.isfinite(noise)]
+    return Problem(A=A, data=data_prox(A, y_n, cg_iters=cg_iters, cg_tol=cg_tol), x0=x0, scale=s, image_ndim=nd,
+                   noise=float(noise.median()) if noise.numel() else math.nan)
 
 
 def load_prior(weights: str, equivariant: Equivariance, seed: int, like: torch.Tensor) -> torch.nn.Module:
@@ -314,7 +371,9 @@ def _finish(solver: Solver, x0: torch.Tensor, opts: Any, prob: Problem, t0: floa
     return ReconResult(image=image, history=hist, info=info)
 
 
-def _check(who: str, iters: int, tol: float) -> None:
+def _check(who: str, iters: int, tol: float, sigma: float | None = None) -> None:
+    if sigma is not None and not (sigma > 0 and math.isfinite(sigma)):
+        raise ConfigError(f"method {who!r}: sigma must be a positive number, got {sigma}")
     if iters < 0:
         raise ConfigError(f"method {who!r}: iters must be >= 0, got {iters}")
     if not tol >= 0:
@@ -332,14 +391,16 @@ def _certificate(opts: Any, den: torch.nn.Module, prob: Problem, kind: str) -> d
 # methods
 # ---------------------------------------------------------------------------------------------
 def _pnp_admm(sample: KSpaceSample, opts: PnPADMMOptions, who: str) -> ReconResult:
-    _check(who, opts.iters, opts.tol)
+    _check(who, opts.iters, opts.tol, opts.sigma)
     t0 = time.perf_counter()
     prob = prepare(sample, opts.init_iters, opts.normalize, opts.cg_iters, opts.cg_tol, who)
     den = load_prior(opts.weights, opts.equivariant, opts.seed, prob.x0)
     extra = _certificate(opts, den, prob, "pnp-admm")
-    solver = PnPADMM(prob.data, None, den, sigma=opts.sigma, alpha=opts.alpha, max_iter=opts.iters, tol=opts.tol)
+    alpha = opts.alpha if opts.alpha is not None else (opts.sigma / prob.noise_or(opts.sigma)) ** 2
+    solver = PnPADMM(prob.data, None, den, sigma=opts.sigma, alpha=alpha, max_iter=opts.iters, tol=opts.tol)
     return _finish(solver, prob.x0, opts, prob, t0, who, False,
-                   {"alpha": opts.alpha, "sigma": opts.sigma, "equivariant": opts.equivariant, **extra})
+                   {"alpha": alpha, "sigma": opts.sigma, "noise": prob.noise, "equivariant": opts.equivariant,
+                    **extra})
 
 
 @register_method("pnp-admm", PnPADMMOptions, needs_maps=True,
@@ -361,15 +422,18 @@ def pnp_admm_equivariant(sample: KSpaceSample, options: PnPADMMEquivariantOption
 def pnp_fbs(sample: KSpaceSample, options: PnPFBSOptions) -> ReconResult:
     """PnP-FBS: ``x = D(x − α A^H(Ax − y))`` in the denoiser's units."""
     who = "pnp-fbs"
-    _check(who, options.iters, options.tol)
+    _check(who, options.iters, options.tol, options.sigma)
     t0 = time.perf_counter()
     prob = prepare(sample, options.init_iters, options.normalize, who=who)
     den = load_prior(options.weights, options.equivariant, options.seed, prob.x0)
     extra = _certificate(options, den, prob, who)
     solver = PnPFBS(prob.data, None, den, sigma=options.sigma, alpha=options.alpha, max_iter=options.iters,
                     tol=options.tol)
+    if options.sigma is None:  # the level that balances the step (MAP reading), for noise-map denoisers
+        solver.sigma = math.sqrt(solver.alpha) * prob.noise_or(0.05)
     return _finish(solver, prob.x0, options, prob, t0, who, False,
-                   {"alpha": solver.alpha, "sigma": options.sigma, "equivariant": options.equivariant, **extra})
+                   {"alpha": solver.alpha, "sigma": solver.sigma, "noise": prob.noise,
+                    "equivariant": options.equivariant, **extra})
 
 
 @register_method("gs-pnp", GSPnPOptions, needs_maps=True,
@@ -377,7 +441,7 @@ def pnp_fbs(sample: KSpaceSample, options: PnPFBSOptions) -> ReconResult:
 def gs_pnp(sample: KSpaceSample, options: GSPnPOptions) -> ReconResult:
     """Gradient-step PnP: ``x = prox_{(τ/λ)f}(x − τ∇g_σ(x))`` with backtracking on ``τ``; records ``F``."""
     who = "gs-pnp"
-    _check(who, options.iters, options.tol)
+    _check(who, options.iters, options.tol, options.sigma)
     t0 = time.perf_counter()
     prob = prepare(sample, options.init_iters, options.normalize, options.cg_iters, options.cg_tol, who)
     den = load_prior(options.weights, "none", options.seed, prob.x0)
@@ -385,11 +449,12 @@ def gs_pnp(sample: KSpaceSample, options: GSPnPOptions) -> ReconResult:
         raise ConfigError(f"method {who!r}: weights {options.weights!r} is a {type(den).__name__}, not a "
                           f"gradient-step denoiser (D = I - grad g); use e.g. gs-drunet")
     extra = _certificate(options, den, prob, who)
-    solver = GradientStepPnP(prob.data, None, den, sigma=options.sigma, lam=options.lam, step=options.step,
+    lam = options.lam if options.lam is not None else (prob.noise_or(options.sigma) / options.sigma) ** 2
+    solver = GradientStepPnP(prob.data, None, den, sigma=options.sigma, lam=lam, step=options.step,
                              max_iter=options.iters, tol=options.tol)
     return _finish(solver, prob.x0, options, prob, t0, who, True,
-                   {"lam": options.lam, "sigma": options.sigma, **extra})
+                   {"lam": lam, "sigma": options.sigma, "noise": prob.noise, **extra})
 
 
 __all__ = ["GSPnPOptions", "PnPADMMEquivariantOptions", "PnPADMMOptions", "PnPFBSOptions", "certificate_summary",
-           "guarantee", "prepare", "robust_max"]
+           "estimate_noise", "guarantee", "prepare", "robust_max"]
