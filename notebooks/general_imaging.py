@@ -55,7 +55,8 @@ GS_WEIGHTS = os.environ.get("MRIRECON_NB_GS_WEIGHTS", "gs-drunet")
 NOISE = 0.01
 
 img = transform.resize(data.camera().astype(np.float64), (N, N), anti_aliasing=True)
-x_true = torch.from_numpy(img / img.max()).to(torch.complex64)
+img = img / img.max()
+x_true = torch.from_numpy(img).to(torch.complex64)
 denoiser = load_denoiser(WEIGHTS)
 gs_denoiser = load_denoiser(GS_WEIGHTS)
 gen = torch.Generator().manual_seed(0)
