@@ -24,7 +24,7 @@ from mrirecon.solvers import (GradientStepPnP, PnPADMM, PnPFBS, contraction_boun
 H, W, C = 12, 11, 8
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)

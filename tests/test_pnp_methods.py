@@ -22,7 +22,7 @@ from mrirecon.solvers import contraction_bound
 H, W, C = 24, 20, 8
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)

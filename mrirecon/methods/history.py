@@ -17,11 +17,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mrirecon.atomic import atomic_path
 from mrirecon.errors import DataError
 
 FORMAT = "mrirecon-history"
@@ -66,16 +66,8 @@ def history_path(output: str | os.PathLike[str], suffix: str = ".history.json") 
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".tmp" + path.suffix, fsync=False) as tmp:
+        write(tmp)
 
 
 def history_document(results: Sequence[Any], method: str, slices: Sequence[int] | None = None) -> dict[str, Any]:
