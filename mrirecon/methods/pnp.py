@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from mrirecon.data.sample import KSpaceSample
-from mrirecon.errors import ConfigError, DivergenceError
+from mrirecon.errors import ConfigError, DivergenceError, MissingWeightsError
 from mrirecon.methods import ReconResult, register_method
 from mrirecon.operators import Sense
 from mrirecon.operators.linop import Linop
@@ -275,7 +275,7 @@ def load_prior(weights: str, equivariant: Equivariance, seed: int, like: torch.T
     """The denoiser ``weights`` (shipped name or file) in eval mode, in the precision of ``like``.
 
     Raises:
-        ConfigError: unknown weights (lists the shipped names) or a bad ``equivariant`` value.
+        MissingWeightsError: unknown weights (lists the shipped names).  ConfigError: bad ``equivariant`` value.
     """
     from mrirecon.denoisers import load_denoiser
 
@@ -284,7 +284,7 @@ def load_prior(weights: str, equivariant: Equivariance, seed: int, like: torch.T
     try:
         den = load_denoiser(weights, equivariant=None if equivariant == "none" else equivariant, seed=seed)
     except KeyError as exc:
-        raise ConfigError(f"weights: {exc.args[0]}") from None
+        raise MissingWeightsError(f"weights: {exc.args[0]}") from None
     den = den.double() if like.dtype == torch.complex128 else den.float()
     for p in den.parameters():
         p.requires_grad_(False)
