@@ -10,9 +10,9 @@ wrapped with timers), and reports, over ``--iters`` iterations after a warm-up::
 (goal: ≤ 1.2), plus the standalone cost of each part measured outside the loop (median of ``--repeat``
 calls: the denoiser on the image, the data step warm-started from a neighbouring point).
 
-    python benchmarks/pnp.py                         # demo-size slice (160×128, 8 coils), DnCNN 17×64
+    python benchmarks/pnp.py                         # demo-size slice (160×128, 8 coils), shipped dncnn-sn
     python benchmarks/pnp.py --size 320 --coils 15   # the baselines' reference size
-    python benchmarks/pnp.py --weights dncnn-sn      # a shipped denoiser instead of random weights
+    python benchmarks/pnp.py --weights dncnn         # another shipped denoiser (or a weights file)
 
 Timings on a shared machine are noisy: medians are reported, and the ratio compares times taken in the
 same iterations.
@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, nargs=2, default=[160, 128], help="image H W (default 160 128)")
     p.add_argument("--coils", type=int, default=8)
     p.add_argument("--accel", type=int, default=4)
-    p.add_argument("--weights", default=None, help="a shipped denoiser or weights file (default: DnCNN 17x64, "
-                                                   "random weights: the same cost as a trained one)")
+    p.add_argument("--weights", default="dncnn-sn",
+                   help="a shipped denoiser or weights file (default dncnn-sn; when it is not installed, a DnCNN "
+                        "10x32 with real spectral normalisation and random weights: the same cost)")
     p.add_argument("--iters", type=int, default=20, help="timed iterations (after 3 warm-up iterations)")
     p.add_argument("--repeat", type=int, default=10, help="standalone calls per part")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a loaded machine more threads spin)")
@@ -63,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     mask[..., w // 2 - c // 2: w // 2 + c // 2] = 1
     A = Sense(maps, mask)
     y = A(img) + 0.01 * torch.randn(args.coils, h, w, dtype=torch.complex64, generator=g) * mask
-    if args.weights is None:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            den = DnCNN(depth=17, width=64).eval()
-        name = "DnCNN 17x64 (random weights)"
-    else:
+    try:
         den = load_denoiser(args.weights).eval()
         name = args.weights
+    except KeyError:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            den = DnCNN(depth=10, width=32, lipschitz=0.95).eval()
+        name = f"DnCNN 10x32 real-SN, random weights ({args.weights} is not installed)"
     for prm in den.parameters():
         prm.requires_grad_(False)
 

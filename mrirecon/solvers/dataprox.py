@@ -207,6 +207,19 @@ def _unit_modulus(t: torch.Tensor, tol: float = 1e-6) -> bool:
     return bool(((t.abs() - 1).abs() <= tol).all())
 
 
+def _sense_diagonal_normal(A: Sense) -> torch.Tensor | None:
+    """``Σ_c |S_c|² m²`` when the SENSE normal is diagonal (one map set, a constant mask), else ``None``."""
+    if A.multi_set:
+        return None
+    weight = A.maps.abs().pow(2).sum(dim=-3)
+    if A.mask is None:
+        return weight
+    m = A.mask.reshape(-1)
+    if not bool((m == m[0]).all()):
+        return None
+    return weight * float(m[0]) ** 2
+
+
 def data_prox(A: Linop, y: torch.Tensor, cg_iters: int = 30, cg_tol: float = 1e-6, exact: bool = True) -> DataProx:
     """The data term ``½‖Ax − y‖²`` with the best available prox for ``A`` (see the module table).
 
@@ -229,8 +242,8 @@ def data_prox(A: Linop, y: torch.Tensor, cg_iters: int = 30, cg_tol: float = 1e-
         if isinstance(N, Multiply) and not N.weights.is_complex():
             return DiagonalProx(A, y, N.weights)
         if isinstance(A, Sense):
-            dims, weight, _ = A._normal_parts()
-            if not dims and not A.multi_set:
+            weight = _sense_diagonal_normal(A)
+            if weight is not None:
                 return DiagonalProx(A, y, weight)
             if not A.multi_set and A.maps.shape[-3] == 1 and _unit_modulus(A.maps):
                 mask = torch.ones((), dtype=y.real.dtype, device=y.device) if A.mask is None else A.mask
