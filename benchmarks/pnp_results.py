@@ -11,8 +11,9 @@ tolerance; a run whose iterates blow up is reported as diverged (``divergence=st
 
     python benchmarks/pnp_results.py --split test --accels 4 8 --slices 12 --json results.json
 
-Rows (``--rows`` picks a subset by key): zf, sense, cs-wavelet, pnp-admm (plain DnCNN), pnp-admm-sn,
-pnp-fbs-sn, gs-pnp, pnp-admm-eq (random rotations/flips). ``--weights NAME=PATH`` substitutes a weights file
+Rows (``--rows`` picks a subset by key): zf, sense, cs-wavelet, pnp-admm (plain DnCNN), pnp-admm-sn (real
+spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive), pnp-fbs-sn, gs-pnp,
+pnp-admm-eq (random rotations/flips). A row whose weights are not installed is reported and skipped. ``--weights NAME=PATH`` substitutes a weights file
 for a shipped name (e.g. while the shipped weights are not available).
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "cs-wavelet": ("CS L1-wavelet (FISTA)", "cs-wavelet", {}),
     "pnp-admm": ("PnP-ADMM, plain DnCNN", "pnp-admm", {"weights": "dncnn"}),
     "pnp-admm-sn": ("PnP-ADMM, real-SN DnCNN", "pnp-admm", {"weights": "dncnn-sn"}),
+    "pnp-admm-jac": ("PnP-ADMM, firmly non-expansive (Jacobian-penalised) DnCNN", "pnp-admm", {"weights": "dncnn-jac"}),
     "pnp-fbs-sn": ("PnP-FBS, real-SN DnCNN", "pnp-fbs", {"weights": "dncnn-sn"}),
     "gs-pnp": ("GS-PnP, GS-DRUNet", "gs-pnp", {"weights": "gs-drunet"}),
     "pnp-admm-eq": ("equivariant PnP-ADMM, real-SN DnCNN", "pnp-admm-equivariant", {"weights": "dncnn-sn"}),
@@ -95,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from mrirecon.data.demo import demo_root
+    from mrirecon.errors import MissingWeightsError
     from mrirecon.methods import get_method, method_names, reconstruct
+    from mrirecon.methods.pnp import load_prior
     from mrirecon.metrics import psnr, ssim
     from mrirecon.operators.espirit import espirit_maps
 
@@ -134,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                 opts["divergence"] = "stop"
             per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
             rows = []
+            try:
+                if "weights" in opts:
+                    load_prior(opts["weights"], "none", 0, torch.zeros(1, dtype=torch.complex64))
+            except MissingWeightsError as exc:
+                print(f"{label}: {exc}; skipped", flush=True)
+                continue
             for s, truth in samples:
                 res = reconstruct(s, method, **opts)
                 mag = res.magnitude(s.multi_set).detach().numpy().astype(np.float32)
