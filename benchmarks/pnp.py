@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from mrirecon.denoisers import DnCNN, load_denoiser
-    from mrirecon.operators import Sense, fft2c
+    from mrirecon.operators import Sense
     from mrirecon.solvers import PnPADMM, run
 
     h, w = args.size

@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ def load_split(split: str, accel: float, center_fraction: float, n_slices: int) 
     full = FastMRISliceDataset(root)
     idx = list(range(len(ds)))
     if n_slices and n_slices < len(ds):
-        idx = sorted({int(round(v)) for v in np.linspace(0, len(ds) - 1, n_slices)})
+        idx = sorted({round(v) for v in np.linspace(0, len(ds) - 1, n_slices)})
     return ds, full, idx
 
 

@@ -10,6 +10,7 @@ iterations, from two different starting points, to the same limit.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -18,8 +19,8 @@ import torch
 from mrirecon.denoisers import DnCNN, GSDRUNet
 from mrirecon.denoisers.spectral import converge_spectral_norms, spectral_certificate
 from mrirecon.errors import ConfigError, DivergenceError
-from mrirecon.operators import (FFT, Blur, Identity, Inpaint, Sample, Sense, dense_matrix, gaussian_kernel)
-from mrirecon.solvers import (GradientStepPnP, PnPADMM, PnPFBS, contraction_bound, data_prox, run)
+from mrirecon.operators import FFT, Blur, Identity, Inpaint, Sample, Sense, dense_matrix, gaussian_kernel
+from mrirecon.solvers import GradientStepPnP, PnPADMM, PnPFBS, contraction_bound, data_prox, run
 
 H, W, C = 12, 11, 8
 
@@ -144,7 +145,7 @@ MAX_ITERS = 60  # stated bound: with the contraction factors below (<= 0.75) 1e-
 def _tail_rate(res: list[float]) -> float:
     """The worst ratio of successive residuals over the last half of the run (the linear rate)."""
     tail = res[len(res) // 2:]
-    return max(b / a for a, b in zip(tail[:-1], tail[1:]) if a > 0)
+    return max(b / a for a, b in itertools.pairwise(tail) if a > 0)
 
 
 @pytest.mark.parametrize("method", ["admm", "fbs"])
@@ -249,7 +250,7 @@ def test_gs_pnp_objective_non_increasing(operator: str, gs_prior) -> None:
     assert len(F) == hist.iterations >= 5
     F0 = float(solver.objective(solver.init()))
     seq = [F0] + F
-    for a, b in zip(seq[:-1], seq[1:]):
+    for a, b in itertools.pairwise(seq):
         assert b <= a + 1e-12 * abs(a), (a, b)
     assert seq[-1] < seq[0]
     assert all(0 < t <= 1.0 for t in hist.step_size)

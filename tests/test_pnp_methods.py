@@ -1,6 +1,7 @@
 """The registered PnP methods: scaling, convergence report, certificates, divergence, equivariance, history IO."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -148,7 +149,7 @@ def test_pnp_admm_converges_and_reports(sample, weights) -> None:
 
 def test_pnp_is_scale_invariant(sample, weights) -> None:
     """Data in other units give the same image in those units (the data are normalised, then scaled back)."""
-    opts = dict(weights=str(weights["sn"]), iters=30, tol=0.0)  # the default alpha is scale-free too
+    opts = {"weights": str(weights["sn"]), "iters": 30, "tol": 0.0}  # the default alpha is scale-free too
     a = reconstruct(sample, "pnp-admm", **opts).image
     b = reconstruct(sample.replace(kspace=sample.kspace * 1e4), "pnp-admm", **opts).image
     assert torch.allclose(b / 1e4, a, rtol=1e-3, atol=1e-4 * float(a.abs().max()))
@@ -167,7 +168,7 @@ def test_gs_pnp_monotone_objective_and_computed_certificate(sample, weights) -> 
     res = reconstruct(sample, "gs-pnp", weights=str(weights["gs"]), iters=15, tol=0.0, lam=0.5)
     F = res.history.objective
     assert len(F) == 15
-    assert all(b <= a + 1e-5 * abs(a) for a, b in zip(F[:-1], F[1:]))  # float32 objective values
+    assert all(b <= a + 1e-5 * abs(a) for a, b in itertools.pairwise(F))  # float32 objective values
     assert res.info["certificate"]["source"].startswith("computed")
 
 
@@ -190,7 +191,7 @@ def test_divergence_is_reported_not_nan(sample, weights) -> None:
 
 
 def test_equivariant_is_seeded(sample, weights) -> None:
-    opts = dict(weights=str(weights["sn"]), alpha=1.0, iters=10, tol=0.0, certificate=False)
+    opts = {"weights": str(weights["sn"]), "alpha": 1.0, "iters": 10, "tol": 0.0, "certificate": False}
     a = reconstruct(sample, "pnp-admm-equivariant", seed=1, **opts)
     b = reconstruct(sample, "pnp-admm-equivariant", seed=1, **opts)
     c = reconstruct(sample, "pnp-admm-equivariant", seed=2, **opts)

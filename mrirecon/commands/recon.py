@@ -16,8 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrirecon.commands._common import (MAPS_MODES, add_generic_options, check_output_path, estimate_maps,
-                                       load_maps_file, method_options, write_output)
+from mrirecon.commands._common import (
+    MAPS_MODES,
+    add_generic_options,
+    check_output_path,
+    estimate_maps,
+    load_maps_file,
+    method_options,
+    write_output,
+)
 from mrirecon.errors import ConfigError
 
 HELP = "reconstruct a fastMRI/ISMRMRD/BART file with a registered method and write .h5/.npy/.cfl/.png/.nii.gz"
