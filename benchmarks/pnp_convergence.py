@@ -14,6 +14,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                      tol=0)
         ps: list[float] = []
 
-        def record(state, hist) -> None:  # noqa: ANN001
+        def record(state: Any, hist: Any, ps: list[float] = ps) -> None:
             ps.append(psnr(truth, state.x.abs().numpy() * scale))
 
         try:
