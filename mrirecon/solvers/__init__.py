@@ -3,7 +3,9 @@
 Every solver is a :class:`~mrirecon.solvers.base.Solver` (``init``/``step``/``done``) driven by
 :func:`~mrirecon.solvers.base.run`, which returns the solution and a
 :class:`~mrirecon.solvers.base.History`. Objective terms with exact proxes live in
-:mod:`mrirecon.solvers.terms`.
+:mod:`mrirecon.solvers.terms`. Plug-and-play solvers (PnP-ADMM, PnP-FBS, gradient-step PnP) are in
+:mod:`mrirecon.solvers.pnp`, their data-consistency proxes (exact where the operator allows, else CG) in
+:mod:`mrirecon.solvers.dataprox`.
 """
 from mrirecon.solvers.base import History, Solver, State, run, with_state
 from mrirecon.solvers.cg import CGState, ConjugateGradient
