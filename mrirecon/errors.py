@@ -32,5 +32,9 @@ class ConfigError(MriReconError, ValueError):
     """A configuration (recipe, CLI option) has an unknown key or an invalid value."""
 
 
+class MissingWeightsError(ConfigError):
+    """A method's network weights (a shipped name or a file) are not available in this installation."""
+
+
 class DivergenceError(MriReconError, RuntimeError):
     """An iterative method stopped because its iterates blew up."""

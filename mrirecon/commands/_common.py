@@ -26,6 +26,9 @@ def add_generic_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tol", type=float, help="stopping tolerance")
     g.add_argument("--weights", help="denoiser/model name or checkpoint path")
     g.add_argument("--seed", type=int, help="seed of the method's randomness")
+    g.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other option of the method, e.g. -O alpha=5 -O equivariant=random (repeatable; "
+                        "values parsed as YAML; unknown keys are errors)")
 
 
 def method_options(spec: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -41,6 +44,21 @@ def method_options(spec: Any, args: argparse.Namespace) -> dict[str, Any]:
         takes = sorted(fields & set(GENERIC_OPTIONS)) or "none of them"
         raise ConfigError(f"method {spec.name!r} has no option {', '.join('--' + b for b in bad)} "
                           f"(of the generic options it takes: {takes})")
+    for item in getattr(args, "option", None) or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"-O/--option {item!r}: expected KEY=VALUE")
+        if key not in fields:
+            raise ConfigError(f"method {spec.name!r} has no option {key!r}; it takes {', '.join(sorted(fields))}")
+        if key in given:
+            raise ConfigError(f"option {key!r} given twice (--{key} and -O {key}=...)")
+        import yaml
+
+        try:
+            given[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"-O {item!r}: cannot parse the value ({exc})") from None
     return given
 
 

@@ -8,6 +8,7 @@ submission: ``reconstruction`` float32 ``[slices, H, W]``, cropped to the recon 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrirecon.commands._common import (MAPS_MODES, add_generic_options, check_output_path, estimate_maps,
-                                       load_maps_file, method_options, write_output)
+from mrirecon.commands._common import (
+    MAPS_MODES,
+    add_generic_options,
+    check_output_path,
+    estimate_maps,
+    load_maps_file,
+    method_options,
+    write_output,
+)
 from mrirecon.errors import ConfigError
 
 HELP = "reconstruct a fastMRI/ISMRMRD/BART file with a registered method and write .h5/.npy/.cfl/.png/.nii.gz"
@@ -44,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-prewhiten", action="store_true", help="ISMRMRD: do not prewhiten with the noise scans")
     r.add_argument("--combine-averages", action="store_true", help="ISMRMRD: average repeated acquisitions")
     r.add_argument("--no-crop", action="store_true", help="keep the full matrix (do not crop to the recon size)")
+    h = p.add_argument_group("convergence history (iterative methods)")
+    h.add_argument("--plot", action="store_true",
+                   help="also draw the convergence plot OUTPUT.history.png (residual, objective, step sizes)")
+    h.add_argument("--no-history", action="store_true",
+                   help="do not write OUTPUT.history.json (written by default for iterative methods)")
     add_generic_options(p)
 
 
@@ -97,9 +110,13 @@ def retrospective(loaded: Any, args: argparse.Namespace) -> None:
 
 
 def reconstruct_slices(loaded: Any, method: str, options: dict[str, Any], maps_mode: str,
-                       maps_file: Path | None, indices: list[int], progress: bool = True
-                       ) -> tuple[np.ndarray, bool, list[dict[str, Any]]]:
-    """Reconstruct the chosen slices; returns images ``[S, (M,) H, W]`` complex, multi_set, per-slice info."""
+                       maps_file: Path | None, indices: list[int], progress: bool = True,
+                       results: list[Any] | None = None) -> tuple[np.ndarray, bool, list[dict[str, Any]]]:
+    """Reconstruct the chosen slices; returns images ``[S, (M,) H, W]`` complex, multi_set, per-slice info.
+
+    ``results``, when given, receives each slice's :class:`~mrirecon.methods.ReconResult` without its image
+    (history and info, for :func:`mrirecon.methods.history.save_history`).
+    """
     from tqdm import tqdm
 
     from mrirecon.methods import get_method, reconstruct
@@ -120,6 +137,8 @@ def reconstruct_slices(loaded: Any, method: str, options: dict[str, Any], maps_m
         multi = s.multi_set
         images.append(res.image.detach().cpu().numpy())
         infos.append(res.info)
+        if results is not None:
+            results.append(dataclasses.replace(res, image=torch.empty(0)))
     return np.stack(images), multi, infos
 
 
@@ -148,12 +167,15 @@ def run(args: argparse.Namespace) -> int:
     s0 = loaded.samples[0]
     sampling = describe_sampling(s0.mask.expand(1, *s0.kspace.shape[-2:]), s0.meta.extra.get("padding"))
     indices = _slice_range(args.slices, len(loaded.samples))
-    images, multi, infos = reconstruct_slices(loaded, args.method, options, args.maps, args.maps_file, indices)
+    results: list[Any] = []
+    images, multi, infos = reconstruct_slices(loaded, args.method, options, args.maps, args.maps_file, indices,
+                                              results=results)
     if loaded.recon_size and not args.no_crop:
         images = center_crop_or_pad(torch.from_numpy(images), loaded.recon_size).numpy()
     titles = [f"{loaded.samples[i].meta.extra.get('label', f'slice {i}')}" for i in indices]
     write_output(args.output, images, multi, loaded.voxel_mm, titles)
     dt = time.perf_counter() - t0
+    written = _write_history(args, results, indices)
     targets = [loaded.samples[i].target for i in indices]
     if all(t is not None for t in targets) and not args.no_crop:
         from mrirecon.commands._common import magnitude
@@ -167,4 +189,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.method}: {len(indices)} slice(s) of {args.input.name} ({loaded.format}, {sampling}"
           f"{', retrospective' if args.accel or args.mask else ''}) "
           f"-> {args.output} in {dt:.1f} s")
+    for line in written:
+        print(line)
     return 0
+
+
+def _write_history(args: argparse.Namespace, results: list[Any], indices: list[int]) -> list[str]:
+    """``OUTPUT.history.json`` (unless ``--no-history``) and, with ``--plot``, ``OUTPUT.history.png``."""
+    from mrirecon.methods.history import plot_history, save_history
+
+    if not any(getattr(r, "history", None) is not None for r in results):
+        return [f"{args.method} is not iterative: no convergence history" + (" to plot" if args.plot else "")] \
+            if args.plot else []
+    lines = []
+    if not args.no_history:
+        lines.append(f"history: {save_history(results, args.output, args.method, indices)}")
+    if args.plot:
+        from mrirecon.methods.history import history_document
+
+        lines.append(f"convergence plot: {plot_history(history_document(results, args.method, indices), args.output)}")
+    for r, i in zip(results, indices):
+        info = getattr(r, "info", {}) or {}
+        if info.get("stop_reason") == "diverged":
+            lines.append(f"warning: slice {i} diverged at iteration {info.get('iterations')} (see the history)")
+    return lines
