@@ -56,9 +56,12 @@ class ConvStack(nn.Module):
 
 
 class _Double(nn.Sequential):
+    """conv–norm–act twice. No conv bias: the instance norm that follows removes it (its gradient is zero up to
+    round-off, which Adam would turn into full-size random steps)."""
+
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.InstanceNorm2d(cout), nn.LeakyReLU(0.2),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.InstanceNorm2d(cout), nn.LeakyReLU(0.2))
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.InstanceNorm2d(cout), nn.LeakyReLU(0.2),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.InstanceNorm2d(cout), nn.LeakyReLU(0.2))
 
 
 class SmallUNet(nn.Module):

@@ -66,7 +66,7 @@ class PDNet(ReconModel):
         learn_steps: learn ``σᵢ, τᵢ`` per iteration (kept positive, parametrised by their logarithm).
         init: primal start ``"adjoint"`` (``x₀ = E^H y``) or ``"zero"``.
         maps: ``"learned"`` (from the ACS lines), ``"refine"`` or ``"given"`` (see the module docstring).
-        sens_width, sens_levels: the sensitivity U-Net (``maps`` learned or refine).
+        sens_width, sens_levels: the sensitivity U-Net (``maps`` learned or refine; E2E-VarNet: 8 channels, 4 pools).
         grad_checkpoint: recompute each iteration in the backward pass (activation memory of one iteration
             instead of all; for large k-space on GPUs).
 
@@ -78,7 +78,7 @@ class PDNet(ReconModel):
                  depth: int = 3, dual_width: int = 32, dual_depth: int = 3, share_weights: bool = False, activation: Activation = "prelu",
                  classical_steps: bool = True, sigma: float = 0.9, tau: float = 0.9, theta: float = 1.0,
                  learn_steps: bool = True, init: Literal["adjoint", "zero"] = "adjoint",
-                 maps: Literal["learned", "refine", "given"] = "learned", sens_width: int = 8, sens_levels: int = 3,
+                 maps: Literal["learned", "refine", "given"] = "learned", sens_width: int = 8, sens_levels: int = 4,
                  grad_checkpoint: bool = False) -> None:
         super().__init__()
         for name, v in (("iterations", iterations), ("primal_channels", primal_channels),

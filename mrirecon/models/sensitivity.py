@@ -75,7 +75,7 @@ class SensitivityNet(nn.Module):
         levels: its poolings.
     """
 
-    def __init__(self, mode: Literal["learned", "refine"] = "learned", width: int = 8, levels: int = 3) -> None:
+    def __init__(self, mode: Literal["learned", "refine"] = "learned", width: int = 8, levels: int = 4) -> None:
         super().__init__()
         self.mode = mode
         self.unet = SmallUNet(2 if mode == "learned" else 4, 2, width, levels)

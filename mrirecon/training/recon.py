@@ -248,6 +248,11 @@ class ReconDataModule(L.LightningDataModule):
             full = Subset(full, np.linspace(0, n - 1, d.val_slices).round().astype(int).tolist())
         self.val_set = full
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a :class:`KSpaceSample` batch (its tensors; the metadata stays)."""
+        return batch.to(device) if isinstance(batch, KSpaceSample) else super().transfer_batch_to_device(
+            batch, device, dataloader_idx)
+
     def train_dataloader(self) -> DataLoader:
         t = self.recipe.trainer
         assert self.train_set is not None
@@ -290,10 +295,6 @@ class ReconModule(RecipeModule):
                               f"reconstruction networks: pdnet, varnet)")
         self.ssim_loss = SSIMLoss()
         self._val: torch.Tensor | None = None
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return batch.to(device) if isinstance(batch, KSpaceSample) else super().transfer_batch_to_device(
-            batch, device, dataloader_idx)
 
     def _outputs(self, batch: KSpaceSample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if batch.target is None:
