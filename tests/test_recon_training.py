@@ -49,13 +49,13 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _losses(run: Path) -> dict[int, float]:
+def _losses(run: Path, key: str = "train/loss") -> dict[int, float]:
     rows = {}
     for f in sorted((run / "logs").glob("csv*/metrics.csv")):
         with open(f) as fh:
             for r in csv.DictReader(fh):
-                if r.get("train/loss"):
-                    rows[int(r["step"])] = float(r["train/loss"])
+                if r.get(key):
+                    rows[int(r["step"])] = float(r[key])
     return rows
 
 
@@ -128,6 +128,11 @@ def test_ddp_two_processes_equal_one_process(fastmri_folder: Path, tmp_path: Pat
     for step in la:
         assert la[step] == pytest.approx(lb[step], rel=1e-5, abs=1e-6), (step, la, lb)
     assert len(set(la.values())) > 1  # the loss moved
+    for key in ("val/ssim", "val/psnr", "val/loss"):  # validation sharded over the 2 processes, then reduced
+        va, vb = _losses(tmp_path / "runs" / "one", key), _losses(tmp_path / "runs" / "two", key)
+        assert sorted(va) == sorted(vb) and len(va) == 2, key
+        for step in va:
+            assert va[step] == pytest.approx(vb[step], rel=1e-4), (key, va, vb)
     wa, wb = _weights(tmp_path / "runs" / "one" / "model.pt"), _weights(tmp_path / "runs" / "two" / "model.pt")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6, msg=k)
