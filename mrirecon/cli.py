@@ -17,6 +17,9 @@ from mrirecon.errors import MriReconError
 # name -> module; modules are imported only when their sub-command runs or --help is built.
 COMMANDS: dict[str, str] = {
     "demo": "mrirecon.commands.demo",
+    "info": "mrirecon.commands.info",
+    "recon": "mrirecon.commands.recon",
+    "prep": "mrirecon.commands.prep",
     "train": "mrirecon.commands.train",
     "lipschitz": "mrirecon.commands.lipschitz",
     "denoisers": "mrirecon.commands.denoisers",
@@ -25,13 +28,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. With ``only``, just that sub-command's module is imported (fast start-up);
+    the others are listed by name. Without it, every module is imported for the full ``--help``."""
     parser = argparse.ArgumentParser(prog="mrirecon", description="MRI reconstruction from raw k-space.")
     parser.add_argument("--version", action="version", version=f"mrirecon {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
         mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -41,9 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first argument that is not an option), if it is known."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -151,12 +151,19 @@ def test_fastmri_slice_dataset_reads_demo(tiny_demo: Path) -> None:
     assert (attrs["padding_left"], attrs["padding_right"]) == (0, 32)
 
 
-@pytest.mark.slow
-def test_default_dataset_size_and_counts(tmp_path: Path) -> None:
-    """The default configuration: ~235 slices, under 400 MB, split about 70/15/15."""
-    root = build_demo(tmp_path / "full", DemoConfig())
-    manifest = json.loads((root / "demo.json").read_text())
-    size = sum(f.stat().st_size for f in root.glob("*/*.h5"))
-    assert size < 400e6
-    n = manifest["slices"]
+def test_default_configuration_size_and_one_volume() -> None:
+    """The default dataset: ~236 slices split about 70/15/15, under 400 MB; one default volume simulated."""
+    from mrirecon.data.demo import simulate_volume, slab_profile
+
+    cfg = DemoConfig()
+    vol = load_template()
+    plans = plan_volumes(vol, cfg)
+    n = {sp: sum(len(p.positions) for p in plans if p.split == sp) for sp in SPLITS}
     assert 200 <= sum(n.values()) <= 300 and n["val"] >= 25 and n["test"] >= 25
+    h, w = cfg.matrix
+    per_slice = cfg.coils * h * w * 8 + h * w * 8 + h * w * 4     # kspace + image (complex64) + rss (float32)
+    assert sum(n.values()) * per_slice < 400e6
+    plan = next(p for p in plans if p.split == "val")
+    sim = simulate_volume(slab_profile(vol, plan.orientation, cfg), plan, cfg, 0)
+    assert sim["kspace"].shape == (len(plan.positions), 8, 160, 128) and sim["kspace"].dtype == np.complex64
+    assert 1e-4 <= sim["attrs"]["max"] <= 1e-3

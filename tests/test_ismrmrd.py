@@ -374,3 +374,37 @@ def test_bad_files(base: Path, tmp_path: Path) -> None:
     (tmp_path / "junk.mrd").write_bytes(b"\x07\x00garbage")
     with pytest.raises(DataError, match="junk.mrd"):
         read_ismrmrd(tmp_path / "junk.mrd")
+
+
+def test_3d_encoding_is_split_into_partitions(tmp_path: Path) -> None:
+    """A hand-made 3D Cartesian file (kz fully sampled): partitions = the 3D inverse FFT's z planes."""
+    import ismrmrd
+
+    from mrirecon.io.fastmri import make_ismrmrd_header
+
+    rng = np.random.default_rng(3)
+    c, nz, nx, ny = 2, 4, 16, 12
+    coil_img = (rng.standard_normal((c, nz, nx, ny)) + 1j * rng.standard_normal((c, nz, nx, ny)))
+    ax = (1, 2, 3)
+    k = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(coil_img, axes=ax), axes=ax, norm="ortho"), axes=ax)
+    xml = make_ismrmrd_header((nx, ny, nz), (nx, ny, nz), (160, 120, 40), (160, 120, 40), c)
+    path = tmp_path / "3d.h5"
+    ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=True)
+    ds.write_xml_header(xml)
+    for kz in range(nz):
+        for ky in range(ny):
+            acq = ismrmrd.Acquisition.from_array(k[:, kz, :, ky].astype(np.complex64))
+            acq.idx.kspace_encode_step_1, acq.idx.kspace_encode_step_2 = ky, kz
+            acq.center_sample = nx // 2
+            ds.append_acquisition(acq)
+    ds.close()
+    raw = read_ismrmrd(path)
+    assert [r.partition for r in raw.index] == [0, 1, 2, 3] and raw.kspace.shape == (4, c, nx, ny)
+    for z in range(nz):
+        np.testing.assert_allclose(ifft2c(raw.kspace[z]), coil_img[:, z], rtol=1e-5, atol=1e-5)
+
+    def drop(acqs: list) -> list:   # kz undersampled: a clear "not supported yet"
+        return [(h, d) for h, d in acqs if not (h["idx"]["kspace_encode_step_2"] == 1 and h["idx"]["kspace_encode_step_1"] == 3)]
+
+    with pytest.raises(DataError, match="3D encoding undersampled along kspace_encode_step_2 is not supported yet"):
+        read_ismrmrd(rewrite(path, tmp_path / "3d_us.h5", drop))

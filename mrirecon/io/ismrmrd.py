@@ -63,7 +63,7 @@ class RawIndex:
         for name in ("contrast", "repetition", "phase", "set"):
             if getattr(self, name):
                 parts.append(f"{name}{getattr(self, name)}")
-        if self.average >= 0:
+        if self.average > 0:
             parts.append(f"average{self.average}")
         if self.partition >= 0:
             parts.append(f"partition{self.partition}")
@@ -362,13 +362,13 @@ def read_ismrmrd(path: PathLike, *, dataset: str = "dataset", encoding: int = 0,
         m = (cnt > 0).astype(np.float32)
         if ez == 1:
             return [(k[:, 0].astype(np.complex64), m[0], -1)]
-        full = m.any(axis=1)
-        lines = m[:, full]
-        if not lines.all():
+        ky_lines = m.any(axis=0)                        # [ey]: lines acquired in some partition
+        kz_range = slice(kz_off + kz_lim[0], kz_off + kz_lim[1] + 1)
+        if not m[kz_range][:, ky_lines].all():
             raise DataError(f"{src}: 3D encoding undersampled along kspace_encode_step_2 is not supported yet "
                             f"(partitions can only be separated when kz is fully sampled)")
         img = _fft1c(k, axis=1, inverse=True)
-        return [(img[:, z].astype(np.complex64), m[0], z) for z in range(ez)]
+        return [(img[:, z].astype(np.complex64), ky_lines.astype(np.float32), z) for z in range(ez)]
 
     out_k, out_m, out_idx, out_c, out_cm = [], [], [], [], []
     have_calib = any(is_cal for is_cal, _ in buffers)

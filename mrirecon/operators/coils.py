@@ -104,7 +104,10 @@ class CoilMix(Linop):
 
     def __init__(self, matrix: torch.Tensor, shape: Sequence[int]) -> None:
         who = type(self).__name__
-        shape = tuple(int(s) for s in shape)
+        try:
+            shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise ShapeError(f"{who}: shape must be a sequence of ints (C_in, ...), got {shape!r}") from None
         m = _check_complex(matrix, who, "matrix", 2, "[C_out, C_in]")
         if m.ndim != 2:
             raise ShapeError(f"{who}: matrix must have shape [C_out, C_in], got {_fmt(m.shape)}")

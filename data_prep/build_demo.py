@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""Data preparation script: the same as `mrirecon prep demo` (run with --help for the options)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mrirecon.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["prep", "demo", *sys.argv[1:]]))
