@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mrirecon.operators.masks import MaskSpec
+    from mrirecon.training.evaluation import Reconstructor
 
 HELP = ("score a network (--checkpoint), a method (--method) or reconstructions (--predictions) on a folder of "
         "fastMRI files: per-volume and mean NMSE/PSNR/SSIM as fastmri.evaluate")
@@ -33,7 +38,7 @@ def add_source_arguments(p: argparse.ArgumentParser, predictions: bool) -> None:
     p.add_argument("--iters", type=int, help="--method: iterations")
 
 
-def reconstructor(args: argparse.Namespace):  # noqa: ANN201
+def reconstructor(args: argparse.Namespace) -> tuple[Reconstructor, str]:
     """The reconstructor and its description from the parsed options."""
     from mrirecon.errors import ConfigError
     from mrirecon.training.evaluation import method_reconstructor, network_reconstructor
@@ -46,7 +51,8 @@ def reconstructor(args: argparse.Namespace):  # noqa: ANN201
     return method_reconstructor(args.method, args.maps, **opts)
 
 
-def mask_from_args(args: argparse.Namespace):  # noqa: ANN201
+def mask_from_args(args: argparse.Namespace) -> MaskSpec | None:
+    """The retrospective mask from ``--mask --accel --center-fraction`` (``None`` without ``--accel``)."""
     from mrirecon.training.evaluation import mask_spec
 
     return None if args.accel is None else mask_spec(args.mask, args.accel, args.center_fraction)

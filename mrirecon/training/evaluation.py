@@ -86,9 +86,11 @@ def method_reconstructor(name: str, maps: str = "espirit", **options: Any) -> tu
         calib = acs_size(m, k.shape[-2:])
         if maps == "rss":
             return lowres_maps(k, calib)
-        from mrirecon.operators.espirit import espirit_maps  # noqa: PLC0415
+        from mrirecon.operators.espirit import calib_region, espirit_maps, sampling_pattern  # noqa: PLC0415
 
-        kernel = max(1, min(6, calib[0], calib[1]))  # fastMRI 8x has 4-5 ACS lines on small matrices
+        # BART's 6x6 kernel, smaller when the calibration region is (fastMRI's 8x masks keep 4% of the lines: 4-5
+        # lines on a 128-column matrix)
+        kernel = max(1, min(6, *calib_region(sampling_pattern(k))))
         return espirit_maps(k, kernel=kernel)
 
     def run(batch: KSpaceSample) -> torch.Tensor:
