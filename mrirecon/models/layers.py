@@ -107,3 +107,50 @@ class SmallUNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return self.out(x)[..., :h, :w]
+
+
+class ConvUNet(nn.Module):
+    """A U-Net without normalisation layers (3×3 convolutions, ``activation``, average pooling, bilinear upsampling).
+
+    Two convolutions per level, ``width · 2^l`` channels at level ``l``; inputs are zero-padded to a multiple of
+    ``2^levels`` and cropped back. Its receptive field grows with ``2^levels`` at about the cost of a few
+    full-resolution convolutions, which is what de-aliasing 1D undersampling needs from a primal update. The output
+    convolution starts at zero, like :class:`ConvStack`.
+
+    Args:
+        cin, cout: channels in and out.
+        width: channels at full resolution.
+        levels: poolings (0: a plain 4-convolution stack).
+        activation: see :func:`make_activation`.
+    """
+
+    def __init__(self, cin: int, cout: int, width: int, levels: int = 2, activation: str = "prelu") -> None:
+        super().__init__()
+        if levels < 0 or width < 1:
+            raise ConfigError(f"ConvUNet: levels must be >= 0 and width >= 1, got {levels}, {width}")
+        self.levels = levels
+
+        def block(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), make_activation(activation, b),
+                                 nn.Conv2d(b, b, 3, padding=1), make_activation(activation, b))
+
+        chans = [width * 2 ** i for i in range(levels + 1)]
+        self.down = nn.ModuleList(block(cin if i == 0 else chans[i - 1], chans[i]) for i in range(levels + 1))
+        self.up = nn.ModuleList(block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(levels)))
+        self.out = nn.Conv2d(chans[0], cout, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = 2 ** self.levels
+        x = F.pad(x, (0, (-w) % m, 0, (-h) % m))
+        skips = []
+        for i, blk in enumerate(self.down):
+            x = blk(F.avg_pool2d(x, 2) if i else x)
+            skips.append(x)
+        for j, blk in enumerate(self.up):
+            skip = skips[self.levels - 1 - j]
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = blk(torch.cat([x, skip], dim=1))
+        return self.out(x)[..., :h, :w]

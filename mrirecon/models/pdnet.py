@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 from mrirecon.denoisers.registry import register
 from mrirecon.errors import ConfigError, ShapeError
 from mrirecon.models.base import ReconModel, channels_to_complex, complex_to_channels
-from mrirecon.models.layers import Activation, ConvStack
+from mrirecon.models.layers import Activation, ConvStack, ConvUNet
 from mrirecon.models.sensitivity import SensitivityNet
 from mrirecon.operators.linop import Linop, finite_checks
 from mrirecon.operators.sense import Sense
@@ -53,8 +53,11 @@ class PDNet(ReconModel):
         iterations: unrolled PDHG iterations.
         primal_channels: complex images carried by the primal variable (memory; ≥ 1).
         dual_channels: complex multicoil k-spaces carried by the dual variable (memory; ≥ 1).
-        width: hidden channels of the primal (image) CNNs.
-        depth: convolutions per primal CNN (3 in Adler & Öktem).
+        width: hidden channels of the primal (image) CNNs (at full resolution for a U-Net).
+        depth: convolutions per primal CNN (3 in Adler & Öktem; ignored by ``primal_net="unet"``).
+        primal_net: ``"cnn"`` (Adler & Öktem's plain stack) or ``"unet"`` (:class:`~mrirecon.models.layers.ConvUNet`
+            with ``primal_levels`` poolings: a larger receptive field for about the same cost).
+        primal_levels: poolings of the primal U-Net.
         dual_width, dual_depth: the same for the dual (k-space) CNNs, which run once per coil: on a CPU, or with
             many coils, a narrower dual CNN saves most of the time.
         share_weights: one primal and one dual CNN for all iterations (else one per iteration).
@@ -75,7 +78,8 @@ class PDNet(ReconModel):
     """
 
     def __init__(self, iterations: int = 10, primal_channels: int = 5, dual_channels: int = 5, width: int = 32,
-                 depth: int = 3, dual_width: int = 32, dual_depth: int = 3, share_weights: bool = False, activation: Activation = "prelu",
+                 depth: int = 3, primal_net: Literal["cnn", "unet"] = "cnn", primal_levels: int = 2,
+                 dual_width: int = 32, dual_depth: int = 3, share_weights: bool = False, activation: Activation = "prelu",
                  classical_steps: bool = True, sigma: float = 0.9, tau: float = 0.9, theta: float = 1.0,
                  learn_steps: bool = True, init: Literal["adjoint", "zero"] = "adjoint",
                  maps: Literal["learned", "refine", "given"] = "learned", sens_width: int = 8, sens_levels: int = 4,
@@ -90,6 +94,8 @@ class PDNet(ReconModel):
             raise ConfigError(f"PDNet: sigma and tau must be > 0, got {sigma}, {tau}")
         if init not in ("adjoint", "zero"):
             raise ConfigError(f"PDNet: init must be 'adjoint' or 'zero', got {init!r}")
+        if primal_net not in ("cnn", "unet"):
+            raise ConfigError(f"PDNet: primal_net must be 'cnn' or 'unet', got {primal_net!r}")
         if maps not in ("learned", "refine", "given"):
             raise ConfigError(f"PDNet: maps must be 'learned', 'refine' or 'given', got {maps!r}")
         self.iterations, self.np, self.nd = iterations, primal_channels, dual_channels
@@ -99,8 +105,10 @@ class PDNet(ReconModel):
         n_nets = 1 if share_weights else iterations
         self.dual_nets = nn.ModuleList(ConvStack(2 * (dual_channels + 2), 2 * dual_channels, dual_width, dual_depth,
                                                  activation) for _ in range(n_nets))
-        self.primal_nets = nn.ModuleList(ConvStack(2 * (primal_channels + 1), 2 * primal_channels, width, depth,
-                                                   activation) for _ in range(n_nets))
+        cin, cout = 2 * (primal_channels + 1), 2 * primal_channels
+        self.primal_nets = nn.ModuleList(
+            (ConvStack(cin, cout, width, depth, activation) if primal_net == "cnn"
+             else ConvUNet(cin, cout, width, primal_levels, activation)) for _ in range(n_nets))
         log_sigma = torch.full((iterations,), float(sigma)).log()
         log_tau = torch.full((iterations,), float(tau)).log()
         if learn_steps:
