@@ -53,13 +53,13 @@ def test_channels_roundtrip_and_layout() -> None:
     assert channels_to_complex(z.to(torch.bfloat16)).dtype == torch.complex64
 
 
-@pytest.mark.parametrize("init", ["adjoint", "zero"])
-def test_fresh_pdnet_is_pdhg(init: str) -> None:
+@pytest.mark.parametrize(("init", "primal_net"), [("adjoint", "cnn"), ("zero", "cnn"), ("adjoint", "unet")])
+def test_fresh_pdnet_is_pdhg(init: str, primal_net: str) -> None:
     """Zero-initialised CNN updates: the unrolled network is exactly PDHG on ½‖Ex − y‖² (mrirecon.solvers.PDHG)."""
     gen = torch.Generator().manual_seed(1)
     s = _sample(gen, b=1, maps=True)
     net = PDNet(iterations=6, primal_channels=3, dual_channels=2, width=4, dual_width=4, maps="given", sigma=0.7,
-                tau=0.8, theta=1.0, init=init)
+                tau=0.8, theta=1.0, init=init, primal_net=primal_net, primal_levels=2)
     A = Sense(s.maps[0], s.mask[0])
     y = s.kspace[0]
     out = net.unroll(y[None], Sense(s.maps, s.mask))[0]

@@ -190,3 +190,24 @@ def test_sigkill_then_resume_continues_exactly(fastmri_folder: Path, tmp_path: P
     assert type(net).__name__ == "PDNet"
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, wb[k], msg=k)
+
+
+def test_image_targets(tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.target=image: the target is |image| of the slice, the data range the volume maximum of |image|."""
+    import h5py
+    import numpy as np
+
+    monkeypatch.setenv("MRIRECON_DATA", str(tmp_path))
+    from mrirecon.training import load_recipe
+    from mrirecon.training.recon import ReconDataModule
+
+    recipe, _ = load_recipe("pdnet_demo", [f"data.root={tiny_demo}", "data.target=image", "data.val_slices=0"])
+    dm = ReconDataModule(recipe)
+    dm.setup()
+    for s in (dm.train_set[5], dm.val_set[1]):  # type: ignore[index]
+        with h5py.File(next(tiny_demo.rglob(s.meta.file)), "r") as f:
+            img = np.abs(f["image"][()])
+        np.testing.assert_array_equal(s.target.numpy(), img[s.meta.slice].astype(np.float32))
+        assert s.meta.max_value == pytest.approx(float(img.max()))
+    with pytest.raises(Exception, match="image"):
+        load_recipe("pdnet_demo", ["data.target=images"])

@@ -66,6 +66,10 @@ class ReconDataConfig:
     the image domain (needed to batch files of different sizes); ``sample_rate`` keeps a fraction of the
     training slices; ``val_slices`` caps the validation slices (evenly spaced, 0: all); ``maps_dir`` /
     ``val_maps_dir`` hold precomputed map sidecars (``mrirecon prep espirit``) for networks that use maps.
+
+    ``target``: ``reconstruction_rss`` (fastMRI's; the only choice for scanner data) or ``image``, the magnitude of a
+    complex ground truth stored in the files (the demo dataset's noise-free image), with its volume maximum as the
+    data range: the network then learns to denoise as well, instead of reproducing the noise of the RSS target.
     """
 
     source: Literal["demo", "files"] = "demo"
@@ -81,6 +85,7 @@ class ReconDataConfig:
     maps_dir: str = ""
     val_maps_dir: str = ""
     handle_cache: int = 8
+    target: Literal["reconstruction_rss", "image"] = "reconstruction_rss"
 
     def __post_init__(self) -> None:
         if not self.accelerations:
@@ -149,6 +154,40 @@ def _seed_choice(seed: Any, n: int) -> int:
     return int(np.random.default_rng(seed).integers(n)) if n > 1 else 0
 
 
+class ImageTargets(Dataset):
+    """A slice dataset whose targets are ``|file['image'][slice]|`` (centre-cropped to the target size) and whose
+    data range is the volume maximum of ``|image|`` (computed once per file)."""
+
+    def __init__(self, ds: FastMRISliceDataset, key: str = "image") -> None:
+        self.ds, self.key = ds, key
+        self._max: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, key: Any) -> KSpaceSample:
+        import dataclasses  # noqa: PLC0415
+
+        import h5py  # noqa: PLC0415
+
+        from mrirecon.errors import DataError  # noqa: PLC0415
+
+        sample = self.ds[key]
+        index = key[0] if isinstance(key, tuple) else key
+        fi, sl = self.ds.records[index % len(self.ds)]
+        path = self.ds.files[fi].path
+        with h5py.File(path, "r") as f:
+            if self.key not in f:
+                raise DataError(f"{path}: field {self.key!r} is missing (data.target={self.key} needs a complex "
+                                f"ground truth in every file, as the demo dataset has)")
+            img = torch.from_numpy(np.abs(f[self.key][sl]).astype(np.float32))
+            if path not in self._max:
+                self._max[path] = float(max(np.abs(f[self.key][i]).max() for i in range(f[self.key].shape[0])))
+        size = sample.target.shape[-2:] if sample.target is not None else sample.meta.recon_size
+        meta = dataclasses.replace(sample.meta, max_value=self._max[path])
+        return sample.replace(target=center_crop_or_pad(img, size), meta=meta)
+
+
 class _FileChoice:
     """``slice_filter`` keeping the files whose name seeds choice ``j`` of ``n`` (picklable, for workers)."""
 
@@ -167,7 +206,7 @@ class StepSlices(Dataset):
         seed: the run's seed.
     """
 
-    def __init__(self, datasets: list[FastMRISliceDataset], seed: int) -> None:
+    def __init__(self, datasets: list[Any], seed: int) -> None:
         self.datasets, self.seed = datasets, int(seed)
         self.n = len(datasets[0])
         self._perm: tuple[int, np.ndarray] | None = None
@@ -215,14 +254,14 @@ class ReconDataModule(L.LightningDataModule):
         self.train_set: StepSlices | None = None
         self.val_set: Dataset | None = None
 
-    def _dataset(self, root: Path, spec: MaskSpec, fixed: bool, choice: _FileChoice | None = None
-                 ) -> FastMRISliceDataset:
+    def _dataset(self, root: Path, spec: MaskSpec, fixed: bool, choice: _FileChoice | None = None) -> Dataset:
         d, t = self.recipe.data, self.recipe.trainer
-        return FastMRISliceDataset(root, challenge="multicoil", mask=spec, fixed_masks=fixed, seed=t.seed,
-                                   size=d.size, maps_dir=(d.val_maps_dir if fixed else d.maps_dir) or None,
-                                   handle_cache=d.handle_cache,
-                                   sample_rate=None if fixed or d.sample_rate >= 1 else d.sample_rate,
-                                   slice_filter=choice)
+        ds = FastMRISliceDataset(root, challenge="multicoil", mask=spec, fixed_masks=fixed, seed=t.seed,
+                                 size=d.size, maps_dir=(d.val_maps_dir if fixed else d.maps_dir) or None,
+                                 handle_cache=d.handle_cache,
+                                 sample_rate=None if fixed or d.sample_rate >= 1 else d.sample_rate,
+                                 slice_filter=choice)
+        return ds if d.target == "reconstruction_rss" else ImageTargets(ds, d.target)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
