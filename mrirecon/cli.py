@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "train": "mrirecon.commands.train",
     "lipschitz": "mrirecon.commands.lipschitz",
     "denoisers": "mrirecon.commands.denoisers",
+    "evaluate": "mrirecon.commands.evaluate",
+    "predict": "mrirecon.commands.predict",
 }
 
 

@@ -235,3 +235,43 @@ if root is not None:
         print(f"| {m} | {np.mean(v['psnr']):.2f} ± {np.std(v['psnr']):.2f} | {np.mean(v['ssim']):.4f} |")
     figure_grid(target, {m: (out[m][0][(out[m][0].shape[0] - th) // 2:][:th, (out[m][0].shape[1] - tw) // 2:][:, :tw],
                              None, out[m][2]) for m in out}, "demo val (last slice)")
+
+# %% [markdown]
+# ## 5. Learned: the PD-net against the baselines (demo test split)
+#
+# The shipped learned primal-dual network `pdnet-demo` (`recipes/pdnet_demo.yaml`: trained on the demo *train*
+# split with random line masks at 4× and 8×, on a CPU) against zero-filled and CS-wavelet on the *test* split,
+# with random masks fixed per volume (seeded by the file name, fastMRI's validation convention). The scores are
+# those of `mrirecon evaluate` (same code): per-volume NMSE/PSNR/SSIM against `reconstruction_rss` with the volume
+# maximum as data range, averaged over volumes. CS-wavelet gets ESPIRiT maps; the PD-net learns its maps from
+# the ACS lines.
+
+# %%
+from mrirecon.models.base import shipped_path  # noqa: E402
+from mrirecon.training.evaluation import (EvalReport, mask_spec, method_reconstructor,  # noqa: E402
+                                          network_reconstructor, reconstruct_volumes, volume_metrics)
+
+try:
+    shipped_path("pdnet-demo")
+    have_pdnet = True
+except KeyError as err:
+    have_pdnet = False
+    print(f"no shipped PD-net ({err}); skipping")
+if root is not None and have_pdnet:
+    recons5 = {"zf": method_reconstructor("zf"),
+               "cs-wavelet": method_reconstructor("cs-wavelet", iters=ITERS["cs-wavelet"]),
+               "pdnet": network_reconstructor("pdnet-demo", "cpu")}
+    last = {}
+    print("| acceleration | method | NMSE | PSNR (dB) | SSIM | volumes |\n|---|---|---|---|---|---|")
+    for accel in ([4] if FAST else [4, 8]):
+        for name, (rec, _) in recons5.items():
+            vols = list(reconstruct_volumes(rec, root / "test", mask_spec("random", accel), limit=1 if FAST else 0,
+                                            progress=False))
+            agg = EvalReport([volume_metrics(v) for v in vols]).aggregate()
+            print(f"| {accel}× | {name} | {agg['nmse']['mean']:.4f} | {agg['psnr']['mean']:.2f} ± "
+                  f"{agg['psnr']['std']:.2f} | {agg['ssim']['mean']:.4f} | {agg['psnr']['volumes']} |")
+            last[name] = vols[0]
+    sl = last["zf"].recon.shape[0] // 2
+    tgt = last["zf"].target[sl]
+    figure_grid(tgt, {m: (v.recon[sl], None, v.seconds) for m, v in last.items()},
+                f"demo test {last['zf'].file} slice {sl}, random {accel}×")

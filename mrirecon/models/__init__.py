@@ -1,1 +1,14 @@
-"""Unrolled and equilibrium reconstruction networks built from solvers and denoisers."""
+"""Unrolled and equilibrium reconstruction networks built from solvers and denoisers.
+
+* :class:`ReconModel` — the interface: ``model(sample) -> complex image`` (the network builds its SENSE
+  operator from the sample on every call and never modifies it);
+* :class:`PDNet` — learned primal-dual (unrolled PDHG with CNN primal/dual updates), registered ``pdnet``;
+* :class:`VarNet` — E2E-VarNet (``fastmri.models.VarNet`` wrapped), registered ``varnet``;
+* :func:`load_recon_model` — a shipped network by name (``pdnet-demo``), a weights file or a checkpoint.
+"""
+from mrirecon.models.base import ReconModel, load_recon_model
+from mrirecon.models.pdnet import PDNet
+from mrirecon.models.sensitivity import SensitivityNet, acs_box
+from mrirecon.models.varnet import VarNet
+
+__all__ = ["PDNet", "ReconModel", "SensitivityNet", "VarNet", "acs_box", "load_recon_model"]

@@ -21,7 +21,7 @@ from mrirecon.registry import Registry
 
 # Modules whose import registers networks (``@register``) or tasks; models/ adds DEQ/unrolled networks.
 MODEL_MODULES: list[str] = ["mrirecon.denoisers", "mrirecon.models"]
-TASK_MODULES: list[str] = ["mrirecon.training.denoiser"]
+TASK_MODULES: list[str] = ["mrirecon.training.denoiser", "mrirecon.training.recon"]
 
 
 def import_registering_modules() -> None:
@@ -101,6 +101,10 @@ class TrainerConfig:
     The run folder is ``out/name`` (``name`` defaults to the recipe file's stem). Every ``val_every`` steps the
     run validates, computes what the task's callbacks compute and writes ``checkpoints/last.ckpt`` (and keeps
     the last ``keep`` step checkpoints); ``max_steps`` must be a multiple of ``val_every``.
+
+    ``devices`` per node and ``num_nodes`` (multi-GPU/multi-node with ``strategy: ddp``; under ``torchrun`` or
+    SLURM's ``srun`` Lightning reads ranks from the launcher's environment). ``precision: auto`` is
+    ``bf16-mixed`` on a GPU that supports bf16, ``16-mixed`` on other GPUs and ``32-true`` on CPUs.
     """
 
     max_steps: int = 2000
@@ -110,6 +114,7 @@ class TrainerConfig:
     seed: int = 0
     accelerator: str = "auto"
     devices: int = 1
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     threads: int = 0
@@ -120,7 +125,7 @@ class TrainerConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "val_every", "batch_size", "devices", "log_every"):
+        for key in ("max_steps", "val_every", "batch_size", "devices", "num_nodes", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.max_steps % self.val_every:
@@ -132,10 +137,21 @@ class TrainerConfig:
         name = self.name or (Path(recipe_path).stem if recipe_path else "run")
         return Path(self.out).expanduser() / name
 
+    def resolved_precision(self) -> str:
+        """``precision``, with ``auto`` resolved for the hardware (see the class docstring)."""
+        if self.precision != "auto":
+            return self.precision
+        import torch  # noqa: PLC0415
+
+        if self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "32-true"
+
 
 # Keys that may differ between a checkpoint's recipe and the recipe used to resume it.
 RESUME_MUTABLE = {"trainer.max_steps", "trainer.progress_bar", "trainer.num_workers", "trainer.log_every",
-                  "trainer.threads", "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.keep",
+                  "trainer.threads", "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+                  "trainer.precision", "trainer.keep",
                   "trainer.out", "trainer.name"}
 
 

@@ -125,7 +125,7 @@ def train(recipe: Any, recipe_path: str | Path | None = None, resume: bool | str
     loggers = [CSVLogger(run_dir, name="logs", version=csv_version),
                TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False)]
     trainer = L.Trainer(max_steps=t.max_steps, max_epochs=-1, accelerator=t.accelerator, devices=t.devices,
-                        strategy=t.strategy, precision=t.precision, logger=loggers, callbacks=all_callbacks,
+                        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.resolved_precision(), logger=loggers, callbacks=all_callbacks,
                         plugins=[AtomicCheckpointIO()], log_every_n_steps=t.log_every,
                         enable_progress_bar=t.progress_bar, num_sanity_val_steps=0, inference_mode=False,
                         default_root_dir=run_dir, gradient_clip_val=recipe.optim.grad_clip or None,
