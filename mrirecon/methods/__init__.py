@@ -56,7 +56,7 @@ class MethodSpec:
 METHODS: Registry[MethodSpec] = Registry("reconstruction method")
 
 # Modules whose import registers methods; later issues add theirs here.
-_METHOD_MODULES: list[str] = ["mrirecon.methods.classical"]
+_METHOD_MODULES: list[str] = ["mrirecon.methods.classical", "mrirecon.methods.equilibrium"]
 
 
 def register_method(name: str, options: type, needs_maps: bool, description: str
