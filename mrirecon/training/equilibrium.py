@@ -255,7 +255,7 @@ class EquilibriumModule(RecipeModule):
             raise DivergenceError(f"equilibrium training: the loss is {float(loss)} at step {self.global_step}; lower "
                                   f"optim.lr, set optim.grad_clip, or lower the model's step/bound")
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
-        self._log_dict({f"loss_{k}": float(v) for k, v in terms.items()}, "train/", b)
+        self._log_dict({f"loss_{k}": float(v.detach()) for k, v in terms.items()}, "train/", b)
         self._log_dict({"acceleration": draw.acceleration}, "train/", b)
         if self._report is not None:
             self._log_dict(self._report.forward.summary(), "train/", b)
