@@ -16,6 +16,15 @@ from mrirecon.operators.fft import ifft2c
 from tests.conftest import run_tool
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 def _to_ours(arr: np.ndarray) -> torch.Tensor:
     """BART ``[X, Y, 1, C(, M)]`` -> ours ``[(M,) C, X, Y]``."""
     a = arr.reshape(arr.shape[0], arr.shape[1], *arr.shape[3:]) if arr.ndim > 3 and arr.shape[2] == 1 else arr
@@ -44,6 +53,7 @@ def _compare_with_bart(bart: str, tmp_path: Path, ksp_bart: Path, ksp: torch.Ten
 
 
 @pytest.mark.bart
+@pytest.mark.slow
 def test_espirit_matches_bart_on_phantom(bart: str, tmp_path: Path) -> None:
     run_tool(bart, "phantom", "-x", "128", "-s", "8", "-k", tmp_path / "ksp")
     k = read_cfl(tmp_path / "ksp")

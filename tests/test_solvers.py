@@ -12,7 +12,7 @@ from mrirecon.solvers import (ADMM, FISTA, PDHG, ConjugateGradient, L1Wavelet, L
 C, H, W = 3, 9, 7
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny problems: one thread (two threads only add synchronisation latency on a loaded machine)."""
     n = torch.get_num_threads()
@@ -86,8 +86,8 @@ def l1_reference() -> dict[str, torch.Tensor]:
     A, _, y = _problem(2)
     data = L2Data(A, y)
     wav = L1Wavelet(0.05, (H, W), "db2", levels=1, cycle_spin=False)
-    xw, _ = run(FISTA(data, wav, max_iter=20000, tol=1e-13))
-    xt, _ = run(PDHG([data, TotalVariation(0.05, (H, W))], max_iter=50000, tol=1e-14))
+    xw, _ = run(FISTA(data, wav, max_iter=20000, tol=1e-12))
+    xt, _ = run(PDHG([data, TotalVariation(0.05, (H, W))], max_iter=20000, tol=1e-13))
     return {"A": A, "y": y, "wav": xw, "tv": xt}
 
 

@@ -13,7 +13,7 @@ from mrirecon.solvers import L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariati
 H, W = 9, 7
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -43,7 +43,8 @@ def _terms() -> dict[str, Term]:
     }
 
 
-@pytest.mark.parametrize("name", ["l2data", "tikhonov", "l1wavelet", "tv-iso", "tv-aniso"])
+@pytest.mark.parametrize("name", ["l2data", "tikhonov", pytest.param("l1wavelet", marks=pytest.mark.slow),
+                                  "tv-iso", "tv-aniso"])
 def test_prox_override_matches_fallback(name: str) -> None:
     term = _terms()[name]
     v = 2 * _randc(H, W, seed=11)
@@ -90,7 +91,7 @@ def test_l1_wavelet_cycle_spinning_is_seeded_and_exact() -> None:
     W_s = a.W.replace(shift=a.last_shift)
     expected = W_s.H(torch.sgn(W_s(v)) * torch.clamp(W_s(v).abs() - 0.2, min=0))
     assert torch.allclose(pa, expected, atol=1e-12)
-    assert 0 <= a.last_shift[0] <= 4 and 0 <= a.last_shift[1] <= 4
+    assert 0 <= a.last_shift[0] <= 8 and 0 <= a.last_shift[1] <= 8
 
 
 @pytest.mark.parametrize("name", ["db1", "db2", "db3", "db4", "db8"])

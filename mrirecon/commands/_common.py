@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrirecon.atomic import atomic_path
 from mrirecon.errors import ConfigError, ShapeError
 
 GENERIC_OPTIONS = ("lam", "iters", "tol", "weights", "seed")
@@ -140,18 +139,8 @@ def load_maps_file(path: Path, n_slices: int) -> list[np.ndarray]:
 # outputs
 # ---------------------------------------------------------------------------------------------
 def _atomic(path: Path, write: Any, suffix: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        from mrirecon.io.h5util import set_default_mode
-
-        set_default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=suffix) as tmp:
+        write(str(tmp))
 
 
 def magnitude(images: np.ndarray, multi_set: bool) -> np.ndarray:

@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 import torch
 
+from mrirecon.atomic import atomic_write_text
 from mrirecon.data.sample import KSpaceSample, SampleMeta
 from mrirecon.data.transforms import center_crop_or_pad, resize_kspace
 from mrirecon.errors import ConfigError, DataError
@@ -115,10 +116,7 @@ class MetadataCache:
         if self.path is None or not self._dirty:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"version": 1, "files": self._entries}))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps({"version": 1, "files": self._entries}))
             self._dirty = False
         except OSError:
             pass
@@ -224,8 +222,8 @@ class _FastMRIBase(torch.utils.data.Dataset):
         if challenge is None:
             kinds = {m.challenge for m in metas}
             if len(kinds) > 1:
-                raise ConfigError(f"fastMRI dataset: the folder mixes multicoil and singlecoil files; pass "
-                                  f"challenge='multicoil' or 'singlecoil'")
+                raise ConfigError("fastMRI dataset: the folder mixes multicoil and singlecoil files; pass "
+                                  "challenge='multicoil' or 'singlecoil'")
             challenge = kinds.pop()
         metas = [m for m in metas if m.challenge == challenge and (file_filter is None or file_filter(m))]
         if not metas:

@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mrirecon.atomic import atomic_write_bytes, atomic_write_text
 from mrirecon.errors import DataError
 
 
@@ -54,15 +54,5 @@ def write_cfl(name: str | os.PathLike[str], array: np.ndarray) -> None:
     arr = np.asarray(array)
     dims = list(arr.shape) or [1]
     header = "# Dimensions\n" + " ".join(str(d) for d in dims + [1] * max(0, 5 - len(dims))) + "\n"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, writer in ((".cfl", lambda f: f.write(np.asfortranarray(arr.astype(np.complex64)).tobytes(order="F"))),
-                           (".hdr", lambda f: f.write(header.encode()))):
-        target = base.with_suffix(suffix)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                writer(f)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_write_bytes(base.with_suffix(".cfl"), np.asfortranarray(arr.astype(np.complex64)).tobytes(order="F"))
+    atomic_write_text(base.with_suffix(".hdr"), header)

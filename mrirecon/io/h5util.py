@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 
+from mrirecon.atomic import atomic_path
 from mrirecon.errors import DataError
 
 PathLike = str | os.PathLike[str]
@@ -41,13 +41,6 @@ def read_dataset(f: h5py.File, name: str, index: object = (), source: str = "") 
                         f"(truncated or corrupt file: {exc})") from None
 
 
-def set_default_mode(path: PathLike) -> None:
-    """Give a file made by ``mkstemp`` (mode 0600) the usual permissions ``0666 & ~umask``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 @contextlib.contextmanager
 def atomic_h5(path: PathLike, mode: str = "w") -> Iterator[h5py.File]:
     """Write an HDF5 file atomically: into a temporary file next to ``path``, renamed on success.
@@ -55,15 +48,6 @@ def atomic_h5(path: PathLike, mode: str = "w") -> Iterator[h5py.File]:
     A failure (or an interrupt) inside the ``with`` block removes the temporary file, so no
     half-written file is ever left at ``path``.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, mode) as f:
             yield f
-        set_default_mode(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

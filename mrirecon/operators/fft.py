@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mrirecon.errors import ConfigError
 from mrirecon.operators.catalog import example
 from mrirecon.operators.linop import Identity, Linop
 
@@ -59,14 +60,14 @@ class FFT(Linop):
         dim: the (negative) axes to transform; default the last two (2D). Use ``(-3, -2, -1)`` for 3D.
 
     Raises:
-        ValueError: ``dim`` names an axis outside ``shape`` or is not negative.
+        ConfigError: ``dim`` names an axis outside ``shape`` or is not negative.
     """
 
     def __init__(self, shape: Sequence[int], dim: Sequence[int] = (-2, -1)) -> None:
         shape = tuple(int(s) for s in shape)
         dim = tuple(int(d) for d in dim)
         if any(d >= 0 or -d > len(shape) for d in dim):
-            raise ValueError(f"FFT: dim {dim} must hold negative axes within shape {shape}")
+            raise ConfigError(f"FFT: dim {dim} must hold negative axes within shape {shape}")
         super().__init__(shape, shape)
         self._record(shape=shape, dim=dim)
         self.dim: Dims = dim

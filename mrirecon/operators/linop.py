@@ -71,7 +71,7 @@ def check_tensor(x: Any, shape: Shape, who: str, what: str = "input") -> None:
             for i, s in enumerate(shape) if x.shape[x.ndim - n + i] != s)
         raise ShapeError(f"{who}: expected {what} of shape [..., {_fmt(shape)[1:]}, "
                          f"got {_fmt(x.shape)} ({x.dtype}){diff}")
-    if _CHECK_FINITE and not torch.isfinite(torch.view_as_real(x)).all():
+    if _CHECK_FINITE and not torch.isfinite(x).all():
         raise NonFiniteError(f"{who}: {what} of shape {_fmt(x.shape)} contains NaN or Inf")
 
 
@@ -107,13 +107,21 @@ class Linop:
     # -- application ----------------------------------------------------------------------
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the operator: ``y = A x``. ``x``: complex ``[..., *ishape]``."""
-        check_tensor(x, self.ishape, self.name, "input")
+        self.check_input(x)
         return self._apply(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Apply the adjoint: ``x = A^H y``. ``y``: complex ``[..., *oshape]``."""
-        check_tensor(y, self.oshape, f"{self.name}.H", "input")
+        self.check_adjoint_input(y)
         return self._adjoint(y)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Validate an input of ``A`` (subclasses may add more specific messages)."""
+        check_tensor(x, self.ishape, self.name, "input")
+
+    def check_adjoint_input(self, y: torch.Tensor) -> None:
+        """Validate an input of ``A^H`` (subclasses may add more specific messages)."""
+        check_tensor(y, self.oshape, f"{self.name}.H", "input")
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -216,6 +224,12 @@ class Adjoint(Linop):
     @property
     def name(self) -> str:
         return f"{self.op.name}.H"
+
+    def check_input(self, x: torch.Tensor) -> None:
+        self.op.check_adjoint_input(x)
+
+    def check_adjoint_input(self, y: torch.Tensor) -> None:
+        self.op.check_input(y)
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         return self.op._adjoint(x)

@@ -46,7 +46,7 @@ def _check_maps(maps: torch.Tensor, multi_set: bool, who: str) -> None:
         raise ShapeError(f"{who}: maps must have shape {layout}, got {_fmt(maps.shape)}")
     if maps.shape[-3] == 0:
         raise ShapeError(f"{who}: maps have zero coils (shape {_fmt(maps.shape)})")
-    if not torch.isfinite(torch.view_as_real(maps)).all():
+    if not torch.isfinite(maps).all():
         raise NonFiniteError(f"{who}: maps of shape {_fmt(maps.shape)} contain NaN or Inf")
 
 
@@ -143,13 +143,13 @@ class Sense(Linop):
         self._shifted: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._normal_cache: tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None] | None = None
 
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """``E^H y`` for k-space ``y`` ``[..., C, H, W]``; names the coil mismatch if there is one."""
+    def check_adjoint_input(self, y: torch.Tensor) -> None:
+        """Validate k-space ``[..., C, H, W]``; names the coil mismatch if there is one."""
         if isinstance(y, torch.Tensor) and y.ndim >= 3 and y.shape[-3] != self.oshape[0] \
                 and tuple(y.shape[-2:]) == self.oshape[1:]:
             raise ShapeError(f"Sense: maps have {self.oshape[0]} coils, k-space has {y.shape[-3]} "
                              f"(k-space shape {_fmt(y.shape)})")
-        return super().adjoint(y)
+        super().check_adjoint_input(y)
 
     # Shifted forms: the centred FFT is P_out ∘ fft ∘ P_in with P_in = ifftshift, P_out = fftshift, so
     # the shifts of the coil data are folded into pre-shifted maps and mask (computed once, cached).

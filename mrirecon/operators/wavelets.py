@@ -54,6 +54,9 @@ _DAUBECHIES: dict[str, tuple[float, ...]] = {
 }
 _ALIASES = {"haar": "db1", "dau2": "db2"}
 
+# One level's detail bands: (LH, HL, HH, column pass-through or None, row pass-through or None).
+Bands = tuple[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"]
+
 WAVELETS = tuple(sorted(_DAUBECHIES)) + tuple(sorted(_ALIASES))
 
 
@@ -121,67 +124,129 @@ class Wavelet(Linop):
         self.levels = int(levels)
         self.shift = tuple(int(s) for s in shift)
         self._h, self._g = h, g
-        self._kernels: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        self._kernel_cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _kernel(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The four separable 2D analysis filters ``[4, 1, L, L]`` (LL, LH, HL, HH)."""
+    def _kernels(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Polyphase analysis and synthesis weights ``[4, 4, P, P]`` (``P = L/2``), cached per dtype/device.
+
+        The four 2D filters ``K_b = f_b ⊗ f'_b`` (LL, LH, HL, HH) are split by the parity of their taps:
+        with ``X_ac = x[a::2, c::2]`` (``pixel_unshuffle``), band ``b`` is the correlation
+        ``Σ_ac Σ_pq K_b[2p+a, 2q+c] X_ac[j+p, i+q]`` (periodic) — one stride-1 convolution with
+        4 input and 4 output channels; the synthesis is its adjoint (flipped taps) and
+        ``pixel_shuffle``.
+        """
         key = (dtype, device)
-        if key not in self._kernels:
+        if key not in self._kernel_cache:
             h, g = self._h, self._g
-            k = torch.stack([torch.outer(h, h), torch.outer(h, g), torch.outer(g, h), torch.outer(g, g)])
-            self._kernels[key] = k.unsqueeze(1).to(dtype=dtype, device=device)
-        return self._kernels[key]
+            K = torch.stack([torch.outer(h, h), torch.outer(h, g), torch.outer(g, h), torch.outer(g, g)])  # [4, L, L]
+            L = K.shape[-1]
+            P = L // 2
+            # analysis: Wf[b, a*2+c, p, q] = K_b[2p+a, 2q+c]
+            Wf = K.reshape(4, P, 2, P, 2).permute(0, 2, 4, 1, 3).reshape(4, 4, P, P)
+            # synthesis (adjoint): correlation with flipped taps, channels swapped
+            Wi = Wf.flip(-2, -1).transpose(0, 1).contiguous()
+            self._kernel_cache[key] = (Wf.to(dtype=dtype, device=device), Wi.to(dtype=dtype, device=device))
+        return self._kernel_cache[key]
 
-    # Real arithmetic on stacked real/imaginary parts: [B, 1, h, w] with B = batch * 2.
-    def _forward_real(self, x: torch.Tensor, levels: int) -> torch.Tensor:
-        if levels == 0:
-            return x
-        h, w = x.shape[-2:]
-        he, we = h - h % 2, w - w % 2
-        core = x[..., :he, :we]
-        k = self._kernel(x.dtype, x.device)
-        taps = k.shape[-1]
-        pad = taps - 2
-        if pad > 0:  # periodic extension of the even core (may wrap several times for tiny bands)
-            core = _wrap_pad(core, pad)
-        bands = F.conv2d(core, k, stride=2)  # [B, 4, he/2, we/2]
-        ll = self._forward_real(bands[:, 0:1], levels - 1)
-        top = torch.cat([ll, bands[:, 1:2]], dim=-1)
-        bottom = torch.cat([bands[:, 2:3], bands[:, 3:4]], dim=-1)
-        out = torch.cat([top, bottom], dim=-2)
-        if we < w:
-            out = torch.cat([out, x[..., :he, we:]], dim=-1)
-        if he < h:
-            out = torch.cat([out, x[..., he:, :]], dim=-2)
-        return out
+    def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Bands]]:
+        """The bands of ``W x`` without packing: ``(approximation, details)``.
 
-    def _inverse_real(self, c: torch.Tensor, levels: int) -> torch.Tensor:
-        if levels == 0:
-            return c
-        h, w = c.shape[-2:]
-        he, we = h - h % 2, w - w % 2
-        h2, w2 = he // 2, we // 2
-        ll = self._inverse_real(c[..., :h2, :w2], levels - 1)
-        bands = torch.cat([ll, c[..., :h2, w2:we], c[..., h2:he, :w2], c[..., h2:he, w2:we]], dim=1)
-        k = self._kernel(c.dtype, c.device)
-        full = F.conv_transpose2d(bands, k, stride=2)  # [B, 1, he + L - 2, we + L - 2]
-        core = _wrap_fold(full, he, we)
-        if we < w:
-            core = torch.cat([core, c[..., :he, we:]], dim=-1)
-        if he < h:
-            core = torch.cat([core, c[..., he:, :]], dim=-2)
-        return core
-
-    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        ``details[level] = (LH, HL, HH, column_pass, row_pass)`` from the finest level to the coarsest;
+        the pass-through column/row (odd sizes) are ``None`` where absent. Complex ``x [..., H, W]``
+        (the shift is applied). :meth:`reconstruct` inverts it; thresholding can work on these directly.
+        """
         if any(self.shift):
             x = torch.roll(x, shifts=self.shift, dims=(-2, -1))
-        return _on_real(x, lambda r: self._forward_real(r, self.levels))
+        lead = x.shape[:-2]
+        r, details = self.decompose_real(_to_real(x))
 
-    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        x = _on_real(y, lambda r: self._inverse_real(r, self.levels))
+        def to_c(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else _to_complex(t, lead)
+
+        return _to_complex(r, lead), [tuple(to_c(t) for t in d) for d in details]  # type: ignore[misc]
+
+    def decompose_real(self, r: torch.Tensor) -> tuple[torch.Tensor, list[Bands]]:
+        """:meth:`decompose` on stacked real/imaginary parts ``[2B, 1, H, W]`` (no shift applied here)."""
+        details: list[Bands] = []
+        for _ in range(self.levels):
+            h, w = r.shape[-2:]
+            he, we = h - h % 2, w - w % 2
+            colp = r[..., :he, we:] if we < w else None
+            rowp = r[..., he:, :] if he < h else None
+            core = r[..., :he, :we] if (he, we) != (h, w) else r
+            bands = self._analysis(core)
+            details.append((bands[:, 1:2], bands[:, 2:3], bands[:, 3:4], colp, rowp))
+            r = bands[:, 0:1]
+        return r, details
+
+    def reconstruct_real(self, r: torch.Tensor, details: Sequence[Bands]) -> torch.Tensor:
+        """:meth:`reconstruct` on stacked real/imaginary parts (no shift undone here)."""
+        for lh, hl, hh, colp, rowp in reversed(details):
+            r = self._synthesis(torch.cat([r, lh, hl, hh], dim=1))
+            if colp is not None:
+                r = torch.cat([r, colp], dim=-1)
+            if rowp is not None:
+                r = torch.cat([r, rowp], dim=-2)
+        return r
+
+    def reconstruct(self, approx: torch.Tensor, details: Sequence[Bands]) -> torch.Tensor:
+        """Inverse of :meth:`decompose` (``W^H`` applied to the unpacked bands, shift undone)."""
+        lead = approx.shape[:-2]
+
+        def to_r(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else _to_real(t)
+
+        r = self.reconstruct_real(_to_real(approx), [tuple(to_r(t) for t in d) for d in details])  # type: ignore[misc]
+        x = _to_complex(r, lead)
         if any(self.shift):
             x = torch.roll(x, shifts=tuple(-s for s in self.shift), dims=(-2, -1))
         return x
+
+    def _analysis(self, core: torch.Tensor) -> torch.Tensor:
+        Wf, _ = self._kernels(core.dtype, core.device)
+        P = Wf.shape[-1]
+        X = F.pixel_unshuffle(core, 2)  # [B, 4, h/2, w/2]
+        if P > 1:
+            X = _wrap_pad(X, P - 1)
+        return F.conv2d(X, Wf)
+
+    def _synthesis(self, bands: torch.Tensor) -> torch.Tensor:
+        _, Wi = self._kernels(bands.dtype, bands.device)
+        P = Wi.shape[-1]
+        if P > 1:
+            bands = _wrap_pad_front(bands, P - 1)
+        return F.pixel_shuffle(F.conv2d(bands, Wi), 2)
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        approx, details = self.decompose(x)
+        return self._pack(approx, details)
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        approx, details = self._unpack(y)
+        return self.reconstruct(approx, details)
+
+    @staticmethod
+    def _pack(approx: torch.Tensor, details: Sequence[Bands]) -> torch.Tensor:
+        out = approx
+        for lh, hl, hh, colp, rowp in reversed(details):
+            out = torch.cat([torch.cat([out, lh], dim=-1), torch.cat([hl, hh], dim=-1)], dim=-2)
+            if colp is not None:
+                out = torch.cat([out, colp], dim=-1)
+            if rowp is not None:
+                out = torch.cat([out, rowp], dim=-2)
+        return out
+
+    def _unpack(self, c: torch.Tensor) -> tuple[torch.Tensor, list[Bands]]:
+        details: list[Bands] = []
+        h, w = self.ishape
+        for _ in range(self.levels):
+            he, we = h - h % 2, w - w % 2
+            h2, w2 = he // 2, we // 2
+            colp = c[..., :he, we:w] if we < w else None
+            rowp = c[..., he:h, :w] if he < h else None
+            details.append((c[..., :h2, w2:we], c[..., h2:he, :w2], c[..., h2:he, w2:we], colp, rowp))
+            h, w = h2, w2
+        return c[..., :h, :w], details
 
     def _normal(self) -> Linop:
         from mrirecon.operators.linop import Identity
@@ -217,35 +282,24 @@ def _wrap_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([x, x[..., :, :pad]], dim=-1)
 
 
-def _wrap_fold(full: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Adjoint of :func:`_wrap_pad`: fold the overhang of a ``[.., h + p, w + p]`` array back periodically."""
-    H, W = full.shape[-2:]
-    if H > h:
-        rows = full[..., :h, :]
-        rest = full[..., h:, :]
-        while rest.shape[-2] > 0:
-            n = min(h, rest.shape[-2])
-            rows = torch.cat([rows[..., :n, :] + rest[..., :n, :], rows[..., n:, :]], dim=-2)
-            rest = rest[..., n:, :]
-        full = rows
-    if W > w:
-        cols = full[..., :, :w]
-        rest = full[..., :, w:]
-        while rest.shape[-1] > 0:
-            n = min(w, rest.shape[-1])
-            cols = torch.cat([cols[..., :, :n] + rest[..., :, :n], cols[..., :, n:]], dim=-1)
-            rest = rest[..., :, n:]
-        full = cols
-    return full
+def _wrap_pad_front(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Periodic extension of the last two dims by ``pad`` samples at the start."""
+    h, w = x.shape[-2:]
+    if pad > h or pad > w:
+        reps_h, reps_w = 1 + -(-pad // h), 1 + -(-pad // w)
+        x = x.repeat(*([1] * (x.ndim - 2)), reps_h, reps_w)
+        return x[..., x.shape[-2] - h - pad:, x.shape[-1] - w - pad:]
+    x = torch.cat([x[..., h - pad:, :], x], dim=-2)
+    return torch.cat([x[..., :, w - pad:], x], dim=-1)
 
 
-def _on_real(x: torch.Tensor, fn) -> torch.Tensor:  # noqa: ANN001
-    """Apply a real ``[B, 1, h, w] -> [B, 1, h', w']`` function to a complex ``[..., h, w]`` tensor."""
-    lead = x.shape[:-2]
-    r = torch.stack([x.real, x.imag], dim=-3).reshape(-1, 1, *x.shape[-2:])
-    out = fn(r)
-    out = out.reshape(*lead, 2, *out.shape[-2:])
-    return torch.complex(out[..., 0, :, :], out[..., 1, :, :])
+def _to_real(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x.real, x.imag], dim=-3).reshape(-1, 1, *x.shape[-2:])
+
+
+def _to_complex(r: torch.Tensor, lead: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    r = r.reshape(*lead, 2, *r.shape[-2:])
+    return torch.complex(r[..., 0, :, :], r[..., 1, :, :])
 
 
 @example("wavelet-db2-odd")

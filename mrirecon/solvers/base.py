@@ -143,13 +143,14 @@ class Solver(Generic[S]):
     # -- helpers for subclasses -----------------------------------------------------------
     def norm(self, x: torch.Tensor) -> torch.Tensor:
         """Euclidean norm over the trailing ``ndim`` dimensions (one value per batch element)."""
-        dims = tuple(range(-self.ndim, 0))
-        return torch.linalg.vector_norm(x, dim=dims)
+        return batch_norm(x, self.ndim)
 
     def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Real part of ``<a, b> = Σ conj(a) b`` over the trailing ``ndim`` dims."""
-        dims = tuple(range(-self.ndim, 0))
-        return (a.conj() * b).real.sum(dim=dims)
+        if a.is_complex():
+            a, b = torch.view_as_real(a), torch.view_as_real(b)
+            return (a * b).sum(dim=tuple(range(-self.ndim - 1, 0)))
+        return (a * b).sum(dim=tuple(range(-self.ndim, 0)))
 
     def batch_scalar(self, s: torch.Tensor) -> torch.Tensor:
         """Reshape per-batch scalars ``[...]`` to broadcast against iterates ``[..., *ishape]``."""
@@ -162,6 +163,18 @@ class Solver(Generic[S]):
 
 
 Callback = Callable[[State, History], Any]
+
+
+def batch_norm(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Euclidean norm over the trailing ``ndim`` dims (complex: over real and imaginary parts).
+
+    ``torch.linalg.vector_norm`` over several dims of a complex tensor is two orders of magnitude
+    slower on CPU than this sum of squares of the real view.
+    """
+    if x.is_complex():
+        x = torch.view_as_real(x)
+        ndim += 1
+    return x.square().sum(dim=tuple(range(-ndim, 0))).sqrt()
 
 
 def run(solver: Solver[S], x0: torch.Tensor | None = None, *, max_iter: int | None = None,

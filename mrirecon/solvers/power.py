@@ -8,6 +8,10 @@ import torch
 from mrirecon.operators.linop import Linop, finite_checks
 
 
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(x).reshape(-1).norm() if x.is_complex() else x.reshape(-1).norm()
+
+
 def power_iteration(op: Linop | Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int] | None = None,
                     iters: int = 30, tol: float = 1e-4, seed: int = 0, dtype: torch.dtype = torch.complex64,
                     device: torch.device | str | None = None, x0: torch.Tensor | None = None
@@ -38,12 +42,12 @@ def power_iteration(op: Linop | Callable[[torch.Tensor], torch.Tensor], shape: S
     else:
         x = x0.clone()
     apply = op._apply if isinstance(op, Linop) else op
-    x = x / torch.linalg.vector_norm(x)
+    x = x / _norm(x)
     lam = torch.zeros((), dtype=x.real.dtype, device=x.device)
     with torch.no_grad(), finite_checks(False):
         for _ in range(iters):
             y = apply(x)
-            new = torch.linalg.vector_norm(y)
+            new = _norm(y)
             if new == 0:
                 return new, x
             x = y / new

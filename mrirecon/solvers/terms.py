@@ -47,6 +47,16 @@ def _sum_trailing(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.sum(dim=tuple(range(-ndim, 0))) if ndim else t
 
 
+def _abs2(z: torch.Tensor) -> torch.Tensor:
+    """``|z|²`` elementwise (real tensor)."""
+    return z.real.square() + z.imag.square() if z.is_complex() else z.square()
+
+
+def _fro(x: torch.Tensor) -> float:
+    """Frobenius norm of a whole tensor, as a float."""
+    return float(_abs2(x).sum().sqrt())
+
+
 def soft_threshold(z: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
     """Complex soft-thresholding ``z · max(|z| - t, 0) / |z|`` (the prox of ``t|·|``)."""
     mag = z.abs()
@@ -54,9 +64,17 @@ def soft_threshold(z: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
     return z * scale
 
 
+def _soft_pairs(b: torch.Tensor, t: float) -> torch.Tensor:
+    """Complex soft-thresholding of stacked real/imaginary parts ``[2B, 1, h, w]`` (pairs along dim 0)."""
+    pairs = b.reshape(-1, 2, *b.shape[1:])
+    mag2 = pairs[:, 0] * pairs[:, 0] + pairs[:, 1] * pairs[:, 1]
+    scale = torch.clamp(1 - t * torch.rsqrt(torch.clamp(mag2, min=torch.finfo(mag2.dtype).tiny)), min=0)
+    return (pairs * scale.unsqueeze(1)).reshape(b.shape)
+
+
 def group_soft_threshold(z: torch.Tensor, t: float | torch.Tensor, dim: int) -> torch.Tensor:
     """Soft-thresholding of the Euclidean norm along ``dim`` (prox of ``t Σ ‖z_r‖₂``)."""
-    mag = torch.linalg.vector_norm(z, dim=dim, keepdim=True)
+    mag = _abs2(z).sum(dim=dim, keepdim=True).sqrt()
     scale = torch.clamp(mag - t, min=0) / torch.clamp(mag, min=torch.finfo(mag.dtype).tiny)
     return z * scale
 
@@ -155,7 +173,7 @@ def _prox_smooth(term: Term, v: torch.Tensor, tau: float, iters: int, tol: float
                     break
                 step *= 0.5
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-            change = float(torch.linalg.vector_norm(x_new - x)) / max(float(torch.linalg.vector_norm(x_new)), 1e-30)
+            change = _fro(x_new - x) / max(_fro(x_new), 1e-30)
             y = x_new + ((t - 1) / t_new) * (x_new - x)
             x, t = x_new, t_new
             if change < tol:
@@ -314,14 +332,14 @@ class L1Wavelet(Term):
     """``f(x) = λ‖W_s x‖₁``: L1 norm of an orthonormal periodic Daubechies wavelet transform.
 
     With ``cycle_spin`` (default, as BART's ``pics`` without ``-n``), every :meth:`prox` call draws
-    a new random circular shift ``s`` (in ``[0, 2^levels]`` per axis, BART's range) from the
+    a new random circular shift ``s`` (in ``[0, 2^(levels+1)]`` per axis, BART's range) from the
     term's own generator, and applies the exact prox of ``λ‖W_s ·‖₁``:
     ``W_s^H soft(W_s v, τλ)``. All coefficients are thresholded, the coarsest band included (as in
     BART). The value ``f(x)`` and ``linop`` use the unshifted transform.
 
     Args:
         lam: weight λ ≥ 0.
-        shape: image shape ``(H, W)``.
+        shape: image shape ``(..., H, W)`` (leading dims, e.g. map sets, are transformed separately).
         wavelet: ``"db1"`` … ``"db8"`` (default ``"db2"``, BART's ``dau2``).
         levels: decomposition levels (``None``: BART's rule, bands ≥ 16).
         cycle_spin: draw a random shift per prox call.
@@ -341,7 +359,7 @@ class L1Wavelet(Term):
         self.last_shift: tuple[int, int] = (0, 0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lam * _sum_trailing(self.W._apply(x).abs(), 2)
+        return self.lam * _sum_trailing(self.W._apply(x).abs(), self.ndim)
 
     def phi(self, z: torch.Tensor) -> torch.Tensor:
         return self.lam * _sum_trailing(z.abs(), self.ndim)
@@ -350,8 +368,8 @@ class L1Wavelet(Term):
         return soft_threshold(z, tau * self.lam)
 
     def draw_shift(self) -> tuple[int, int]:
-        """A random shift in ``[0, 2^levels]`` per axis (BART's range), reduced modulo the image size."""
-        hi = 2 ** self.W.levels + 1
+        """A random shift in ``[0, 2^(levels+1)]`` per axis (BART's range), reduced modulo the image size."""
+        hi = 2 ** (self.W.levels + 1) + 1
         s = torch.randint(0, hi, (2,), generator=self.generator)
         return (int(s[0]) % self.shape[-2], int(s[1]) % self.shape[-1])
 
@@ -361,7 +379,17 @@ class L1Wavelet(Term):
         if self.cycle_spin:
             self.last_shift = self.draw_shift()
             W = self.W.replace(shift=self.last_shift)
-        return W._adjoint(soft_threshold(W._apply(v), tau * self.lam))
+            W._kernel_cache = self.W._kernel_cache  # share the cached filters
+        t = tau * self.lam
+        # Work on the unpacked bands of the stacked real/imaginary parts (no packing, no complex abs).
+        x = torch.roll(v, shifts=W.shift, dims=(-2, -1)) if any(W.shift) else v
+        lead = x.shape[:-2]
+        approx, details = W.decompose_real(torch.stack([x.real, x.imag], dim=-3).reshape(-1, 1, *x.shape[-2:]))
+        shrink = [tuple(None if b is None else _soft_pairs(b, t) for b in d) for d in details]
+        r = W.reconstruct_real(_soft_pairs(approx, t), shrink)  # type: ignore[arg-type]
+        r = r.reshape(*lead, 2, *r.shape[-2:])
+        out = torch.complex(r[..., 0, :, :], r[..., 1, :, :])
+        return torch.roll(out, shifts=tuple(-s for s in W.shift), dims=(-2, -1)) if any(W.shift) else out
 
 
 class TotalVariation(Term):
@@ -396,7 +424,7 @@ class TotalVariation(Term):
 
     def phi(self, z: torch.Tensor) -> torch.Tensor:
         if self.isotropic:
-            mag = torch.linalg.vector_norm(z, dim=self._axis)
+            mag = _abs2(z).sum(dim=self._axis).sqrt()
             return self.lam * _sum_trailing(mag, self.ndim)
         return self.lam * _sum_trailing(z.abs(), self.ndim + 1)
 
@@ -411,7 +439,7 @@ class TotalVariation(Term):
     def _project(self, p: torch.Tensor) -> torch.Tensor:
         """Projection onto the unit ball of the dual norm (per pixel ℓ2 ball or per entry modulus ≤ 1)."""
         if self.isotropic:
-            mag = torch.linalg.vector_norm(p, dim=self._axis, keepdim=True)
+            mag = _abs2(p).sum(dim=self._axis, keepdim=True).sqrt()
         else:
             mag = p.abs()
         return p / torch.clamp(mag, min=1.0)
@@ -432,7 +460,7 @@ class TotalVariation(Term):
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
             q = p_new + ((t - 1) / t_new) * (p_new - p)
             x_new = v - c * D._adjoint(p_new)
-            change = float(torch.linalg.vector_norm(x_new - x)) / max(float(torch.linalg.vector_norm(x_new)), 1e-30)
+            change = _fro(x_new - x) / max(_fro(x_new), 1e-30)
             p, t, x = p_new, t_new, x_new
             if change < self.prox_tol:
                 break

@@ -1,0 +1,237 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Classical baselines: zero-filled, SENSE, CS-wavelet, CS-TV
+#
+# Every learned method in mrirecon is judged against these baselines. This notebook compares them on
+#
+# 1. a simulated multicoil phantom (ground truth known): images, error maps, PSNR/SSIM;
+# 2. a λ sweep (PSNR against λ, in BART's λ convention) and the convergence of the solvers;
+# 3. the real 8-coil brain k-space in `../shared/data/bart_brain` (skipped when absent);
+# 4. the validation split of the embedded demo dataset (`mrirecon.data.demo`).
+#
+# All regularised methods use BART's data scaling and λ convention (`bart pics`), with ESPIRiT maps
+# (`espirit_maps`, BART `ecalib` semantics). Set `MRIRECON_NOTEBOOK_FAST=1` for a quick run on small sizes
+# (the test suite does).
+
+# %%
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path.cwd().resolve().parent if Path.cwd().name == "notebooks" else Path.cwd().resolve()
+sys.path.insert(0, str(REPO))  # this checkout's mrirecon and benchmarks, not an installed copy
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from benchmarks.problems import reference_problem
+from mrirecon.data.sample import KSpaceSample
+from mrirecon.methods import reconstruct
+from mrirecon.metrics import psnr, ssim
+from mrirecon.operators.espirit import espirit_maps
+
+FAST = os.environ.get("MRIRECON_NOTEBOOK_FAST", "0") == "1"
+torch.set_num_threads(int(os.environ.get("MRIRECON_THREADS", "1" if FAST else "2")))
+N, COILS = (96, 6) if FAST else (256, 12)
+ITERS = {"sense": 30, "cs-wavelet": 40 if FAST else 100, "cs-tv": 20 if FAST else 50}
+METHODS = ["zf", "sense", "cs-wavelet", "cs-tv"]
+SHARED = REPO.parent / "shared" / "data"
+print(f"fast={FAST}, phantom {N}x{N} with {COILS} coils, torch threads {torch.get_num_threads()}")
+
+
+def run_all(sample: KSpaceSample, **overrides: dict) -> dict:
+    """Reconstruct ``sample`` with every method; returns {method: (magnitude image, ReconResult)}."""
+    out = {}
+    for m in METHODS:
+        opts = {} if m == "zf" else {"iters": ITERS[m], **overrides.get(m, {})}
+        t0 = time.perf_counter()
+        res = reconstruct(sample, m, **opts)
+        out[m] = (res.magnitude(sample.multi_set).numpy(), res, time.perf_counter() - t0)
+    return out
+
+
+def metric_table(gt: np.ndarray, recons: dict) -> str:
+    rows = ["| method | PSNR (dB) | SSIM | time (s) |", "|---|---|---|---|"]
+    for m, (img, _, dt) in recons.items():
+        rows.append(f"| {m} | {psnr(gt[None], img[None]):.2f} | {ssim(gt[None], img[None]):.4f} | {dt:.2f} |")
+    return "\n".join(rows)
+
+
+def figure_grid(gt: np.ndarray | None, recons: dict, title: str) -> None:
+    cols = len(recons) + (gt is not None)
+    rows = 2 if gt is not None else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    vmax = float(np.percentile(gt if gt is not None else recons["zf"][0], 99.5))
+    c = 0
+    if gt is not None:
+        axes[0, 0].imshow(gt, cmap="gray", vmin=0, vmax=vmax)
+        axes[0, 0].set_title("ground truth")
+        axes[1, 0].axis("off")
+        c = 1
+    for i, (m, (img, _, _)) in enumerate(recons.items()):
+        ax = axes[0, c + i]
+        ax.imshow(img, cmap="gray", vmin=0, vmax=vmax)
+        label = m if gt is None else f"{m}\n{psnr(gt[None], img[None]):.2f} dB, SSIM {ssim(gt[None], img[None]):.3f}"
+        ax.set_title(label, fontsize=9)
+        if gt is not None:
+            axes[1, c + i].imshow(np.abs(img - gt), cmap="inferno", vmin=0, vmax=0.2 * vmax)
+            axes[1, c + i].set_title("|error| (×5)", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+# %% [markdown]
+# ## 1. Simulated phantom
+#
+# Shepp-Logan with a smooth phase, birdcage coils, complex Gaussian noise, 4× equispaced lines with a
+# fully sampled centre (`benchmarks/problems.py`). The maps are estimated from the undersampled data with
+# ESPIRiT; the ground truth is the magnitude of the true image.
+
+# %%
+prob = reference_problem(n=N, coils=COILS, center_lines=max(16, N // 12))
+maps = espirit_maps(prob.kspace)
+phantom = KSpaceSample(kspace=prob.kspace, mask=prob.mask, maps=maps)
+gt = prob.image.abs().numpy()
+recons = run_all(phantom)
+print(metric_table(gt, recons))
+figure_grid(gt, recons, "simulated phantom, 4× equispaced")
+
+# %% [markdown]
+# ## 2. λ sweep and convergence
+#
+# PSNR against λ (BART's convention: the data are scaled by BART's `estimate_scaling` before the solve, so
+# the same λ means the same thing on every data set). The dashed lines mark the defaults.
+
+# %%
+lams = np.logspace(-3.5, -1, 4 if FAST else 8)
+sweep = {"cs-wavelet": [], "cs-tv": []}
+for m in sweep:
+    for lam in lams:
+        img = reconstruct(phantom, m, lam=float(lam), iters=ITERS[m]).image.abs().numpy()
+        sweep[m].append(psnr(gt[None], img[None]))
+fig, ax = plt.subplots(figsize=(5, 3.5))
+for m, vals in sweep.items():
+    ax.semilogx(lams, vals, "o-", label=m)
+from mrirecon.methods.classical import TVOptions, WaveletOptions  # noqa: E402
+
+ax.axvline(WaveletOptions().lam, color="C0", ls="--")
+ax.axvline(TVOptions().lam, color="C1", ls=":")
+ax.set_xlabel("λ (BART convention)")
+ax.set_ylabel("PSNR (dB)")
+ax.legend()
+ax.grid(True, which="both", alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# Convergence: the solvers record their residual (relative change of the iterate for FISTA/ADMM,
+# relative residual norm for CG) and, on request, the objective, in a `History`.
+
+# %%
+from mrirecon.methods.scaling import bart_scaling  # noqa: E402
+from mrirecon.operators import Sense  # noqa: E402
+from mrirecon.solvers import ADMM, FISTA, ConjugateGradient, L1Wavelet, L2Data, TotalVariation, run  # noqa: E402
+
+A = Sense(maps, prob.mask)
+y = prob.kspace / bart_scaling(prob.kspace)
+n_conv = 30 if FAST else 100
+_, h_fista = run(FISTA(L2Data(A, y), L1Wavelet(0.01, (N, N)), step=0.95, max_iter=n_conv), record_objective=True)
+_, h_admm = run(ADMM(L2Data(A, y), [TotalVariation(0.01, (N, N))], rho=0.5, alpha=1.6, max_iter=n_conv),
+                record_objective=True)
+_, h_cg = run(ConjugateGradient(A.N, A.H(y), lam=0.01, max_iter=n_conv), record_objective=True)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+for h, label in ((h_fista, "FISTA, L1-wavelet"), (h_admm, "ADMM, TV"), (h_cg, "CG, Tikhonov")):
+    obj = np.array(h.objective)
+    axes[0].semilogy(obj - obj.min() + 1e-12 * abs(obj.min()) + 1e-12, label=label)
+    axes[1].semilogy(h.residual, label=label)
+axes[0].set_title("objective − its minimum over the run")
+axes[1].set_title("residual (solver's stopping measure)")
+for ax in axes:
+    ax.set_xlabel("iteration")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+plt.show()
+print(f"FISTA {h_fista.time_per_iteration() * 1e3:.1f} ms/iter, ADMM {h_admm.time_per_iteration() * 1e3:.1f} ms/iter, "
+      f"CG {h_cg.time_per_iteration() * 1e3:.1f} ms/iter")
+
+# %% [markdown]
+# ## 3. Real brain data (`../shared/data/bart_brain`)
+#
+# 8-coil k-space of a ky-kz slice with variable-density Poisson sampling (no ground truth). For reference,
+# BART's own `pics` reconstruction shipped with the data (two map sets, unknown maps and options) is shown
+# next to ours.
+
+# %%
+brain = SHARED / "bart_brain"
+if (brain / "ksp.cfl").exists():
+    from mrirecon.io.cfl import read_cfl
+
+    k = read_cfl(brain / "ksp")
+    h, w, c = k.shape[-3:]
+    ksp = torch.from_numpy(np.ascontiguousarray(np.moveaxis(k.reshape(h, w, c), -1, 0)))
+    bmaps = espirit_maps(ksp)
+    bsample = KSpaceSample(kspace=ksp, mask=(ksp != 0).any(dim=0).float(), maps=bmaps)
+    brecons = run_all(bsample)
+    ref = np.sqrt((np.abs(read_cfl(brain / "img").reshape(h, w, -1)) ** 2).sum(-1))
+    brecons_ref = {"BART pics (shipped)": (ref / ref.max() * np.percentile(brecons["sense"][0], 99.9), None, 0.0)}
+    figure_grid(None, {**brecons, **brecons_ref}, "bart_brain (real data, Poisson sampling)")
+    print({m: f"{dt:.2f} s" for m, (_, _, dt) in brecons.items()})
+else:
+    print(f"{brain} is not present: skipping the real-data comparison")
+
+# %% [markdown]
+# ## 4. Demo dataset, validation split
+#
+# fastMRI-format multicoil slices simulated from the MNI152 template (noisy k-space, `reconstruction_rss`
+# target). Retrospective 4× equispaced masks (8 % centre lines), fixed per file and slice; maps by ESPIRiT.
+# Metrics with fastMRI's semantics against `reconstruction_rss`.
+
+# %%
+from mrirecon.data.demo import demo_files, demo_root  # noqa: E402
+from mrirecon.data.fastmri import FastMRISliceDataset  # noqa: E402
+from mrirecon.operators.masks import MaskSpec  # noqa: E402
+
+try:
+    root = demo_root(build=not FAST)
+except Exception as err:  # noqa: BLE001 - the fast mode does not build the dataset
+    root = None
+    print(f"demo dataset not available ({err}); skipping")
+if root is not None:
+    ds = FastMRISliceDataset(demo_files(root, "val"), mask=MaskSpec("equispaced", 4, center_fraction=0.08),
+                             fixed_masks=True, cache=False)
+    picks = np.linspace(0, len(ds) - 1, 2 if FAST else 8).round().astype(int)
+    scores = {m: {"psnr": [], "ssim": []} for m in METHODS}
+    for i in picks:
+        s = ds[int(i)]
+        s = s.replace(maps=espirit_maps(s.kspace))
+        target = s.target.numpy()
+        out = run_all(s)
+        th, tw = target.shape
+        for m, (img, _, _) in out.items():
+            H, W = img.shape
+            crop = img[(H - th) // 2:(H - th) // 2 + th, (W - tw) // 2:(W - tw) // 2 + tw]
+            scores[m]["psnr"].append(psnr(target[None], crop[None]))
+            scores[m]["ssim"].append(ssim(target[None], crop[None]))
+    print(f"demo val: {len(picks)} slices")
+    print("| method | PSNR (dB) | SSIM |\n|---|---|---|")
+    for m, v in scores.items():
+        print(f"| {m} | {np.mean(v['psnr']):.2f} ± {np.std(v['psnr']):.2f} | {np.mean(v['ssim']):.4f} |")
+    figure_grid(target, {m: (out[m][0][(out[m][0].shape[0] - th) // 2:][:th, (out[m][0].shape[1] - tw) // 2:][:, :tw],
+                             None, out[m][2]) for m in out}, "demo val (last slice)")
