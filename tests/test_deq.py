@@ -18,6 +18,15 @@ from mrirecon.solvers.deq import (ADMMMap, DataTerm, FixedPointLayer, ForwardBac
 C128 = torch.complex128
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tiny problems only lose to thread start-up and oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -118,10 +127,10 @@ def test_divergence_guard_never_lets_nan_or_inf_out(anderson: bool) -> None:
     for T in (blow_up, nan_later):
         x0 = torch.ones(3, 5, dtype=torch.float64)
         out, rep = solve_fixed_point(T, x0, FixedPointConfig(max_iter=200, tol=1e-8, bound=1e3, anderson=anderson))
-        assert bool(torch.isfinite(out).all())
-        assert bool(rep.diverged.all()) and not bool(rep.converged.any())
-        assert out.abs().max() <= 1e3
-        assert rep.history.stop_reason == "diverged" and not rep.history.converged
+        assert bool(torch.isfinite(out).all()) and out.abs().max() <= 1e3
+        assert not bool(rep.converged.any()) and not rep.history.converged
+        if T is nan_later or not anderson:  # (Anderson's safeguard keeps x ↦ 2x² + 1 bounded: no guard needed)
+            assert bool(rep.diverged.all()) and rep.history.stop_reason == "diverged"
 
 
 def test_divergence_of_one_element_does_not_stop_the_others() -> None:
@@ -130,8 +139,8 @@ def test_divergence_of_one_element_does_not_stop_the_others() -> None:
         out[1] = 3.0 * x[1] * x[1] + 1.0
         return out
 
-    out, rep = solve_fixed_point(T, torch.zeros(3, 4, dtype=torch.float64), FixedPointConfig(max_iter=500, tol=1e-10,
-                                                                                            bound=1e3))
+    out, rep = solve_fixed_point(T, torch.zeros(3, 4, dtype=torch.float64),
+                                 FixedPointConfig(max_iter=500, tol=1e-10, bound=1e3, anderson=False))
     assert rep.diverged.tolist() == [False, True, False]
     assert rep.converged.tolist() == [True, False, True]
     assert torch.allclose(out[[0, 2]], torch.full((2, 4), 2.0, dtype=torch.float64))
@@ -139,10 +148,14 @@ def test_divergence_of_one_element_does_not_stop_the_others() -> None:
 
 
 def test_solver_runs_through_the_run_loop_and_rejects_bad_starts() -> None:
-    solver = FixedPointSolver(lambda x: 0.5 * x, FixedPointConfig(max_iter=5, tol=0.0))
+    solver = FixedPointSolver(lambda x: 0.5 * x, FixedPointConfig(max_iter=5, tol=0.0, anderson=False))
     out, hist = run(solver, torch.ones(2, 3))
     assert hist.iterations == 5 and len(hist.residual) == 5 and hist.stop_reason == "max_iter"
     assert torch.allclose(out, torch.full((2, 3), 0.5 ** 5))
+    # Anderson solves a linear map exactly and then stops (residual 0), also under run()'s own guard
+    solver = FixedPointSolver(lambda x: 0.5 * x + 1.0, FixedPointConfig(max_iter=50, tol=0.0))
+    out, hist = run(solver, torch.ones(2, 3, dtype=torch.float64))
+    assert torch.allclose(out, torch.full((2, 3), 2.0, dtype=torch.float64)) and solver.done(solver.final)
     with pytest.raises(NonFiniteError, match="x0"):
         run(solver, torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ConfigError, match="memory"):
@@ -153,7 +166,7 @@ def test_solver_runs_through_the_run_loop_and_rejects_bad_starts() -> None:
 # the layer: gradients
 # ---------------------------------------------------------------------------------------------
 def gd_loss(step: torch.Tensor, lam: torch.Tensor, net: torch.nn.Module, data: DataTerm, x_ref: torch.Tensor,
-            method: str, tol: float = 1e-13) -> torch.Tensor:
+            method: str, tol: float = 1e-12) -> torch.Tensor:
     layer = FixedPointLayer(FixedPointConfig(max_iter=5000, tol=tol), FixedPointConfig(max_iter=5000, tol=tol),
                             method=method)  # type: ignore[arg-type]
     T = GradientStepMap(data, lambda x: x - net(x), step, lam)
@@ -162,7 +175,7 @@ def gd_loss(step: torch.Tensor, lam: torch.Tensor, net: torch.nn.Module, data: D
 
 
 def test_implicit_gradient_matches_finite_differences() -> None:
-    A, y, x_true = sense_problem(seed=5)
+    A, y, x_true = sense_problem(seed=5, accel_keep=0.8)  # a well-conditioned contraction: tight solves are fast
     data = DataTerm(A, y)
     net = tiny_net(2)
     step = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
@@ -179,10 +192,13 @@ def test_implicit_gradient_matches_finite_differences() -> None:
     eps = 1e-6
     fd_step = (L(0.8 + eps, 0.3) - L(0.8 - eps, 0.3)) / (2 * eps)
     fd_lam = (L(0.8, 0.3 + eps) - L(0.8, 0.3 - eps)) / (2 * eps)
-    assert float(g_step) == pytest.approx(fd_step, rel=1e-5, abs=1e-9)
+    # the fixed point of gradient descent (∇f + λR = 0) does not depend on the step: both derivatives vanish
+    assert abs(float(g_step)) < 1e-9 and abs(fd_step) < 1e-7
     assert float(g_lam) == pytest.approx(fd_lam, rel=1e-5, abs=1e-9)
-    # one network weight, both directions
-    idx = (3, 1, 1, 2)
+    # the network weight with the largest gradient
+    flat = int(g_w.abs().argmax())
+    idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), g_w.shape))
+    assert float(g_w.abs().max()) > 1e-4
     with torch.no_grad():
         w0 = float(w[idx])
         w[idx] = w0 + eps
@@ -205,7 +221,7 @@ def test_implicit_gradient_matches_finite_differences() -> None:
 
 
 def test_jfb_gives_a_descent_direction() -> None:
-    A, y, x_true = sense_problem(seed=7)
+    A, y, x_true = sense_problem(seed=7, accel_keep=0.8)
     data = DataTerm(A, y)
     net = tiny_net(4)
     params = list(net.parameters())
@@ -258,7 +274,7 @@ def test_fixed_points_of_the_three_iterations() -> None:
     cfg = FixedPointConfig(max_iter=3000, tol=1e-12)
     with torch.no_grad():
         gd = GradientStepMap(data, lambda x: x - net(x), 0.8, 0.3)
-        x, rep = solve_fixed_point(gd, data.aty)
+        x, rep = solve_fixed_point(gd, data.aty, cfg)
         assert bool(rep.converged.all())
         assert float((data.grad(x) + 0.3 * (x - net(x))).norm()) < 1e-9   # stationarity
         fbs = ForwardBackwardMap(data, net, 0.9)
@@ -279,7 +295,11 @@ def test_fixed_points_of_the_three_iterations() -> None:
 def small_deq(iteration: str = "gd", **kw: object) -> torch.nn.Module:
     cfg = {"iteration": iteration, "network_options": {"depth": 3, "width": 4}, "max_iter": 200, "tol": 1e-6,
            "init_iters": 3, "cg_iters": 5, **kw}
-    return build_model("deq", cfg, seed=0).double()
+    model = build_model("deq", cfg, seed=0).double()
+    with torch.no_grad():  # small weights: a contractive iteration
+        for p in model.net.parameters():
+            p.mul_(0.3)
+    return model
 
 
 @pytest.mark.parametrize("iteration", ["gd", "fbs", "admm"])
@@ -292,7 +312,7 @@ def test_deq_network_is_scale_equivariant_and_reports(iteration: str) -> None:
         x2 = model.forward_op(1e-5 * y, A)
     assert x1.shape == (2, 9, 7) and x1.dtype == C128
     assert torch.allclose(1e-5 * x1, x2, rtol=1e-6, atol=1e-12)
-    assert rep is not None and rep.forward.iterations.shape == (2,)
+    assert rep is not None and rep.forward.iterations.shape == (2,) and bool(rep.forward.converged.all())
 
 
 def test_deq_trains_end_to_end_with_gradients_to_every_parameter() -> None:

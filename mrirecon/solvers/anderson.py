@@ -29,6 +29,8 @@ when its residual is at most ``tol``, the residual being
 * ``criterion="mse"``: the mean square step ``mean_j |T(x)_j − x_j|²`` over the element's entries
   (Willingham et al.'s rule; it depends on the units of ``x``).
 
+With ``tol = 0`` an element stops only at an exact fixed point (residual 0).
+
 The output of an element is its latest evaluation ``T(x_k)`` (the best one if it diverged). The residual
 that :func:`run` records in its :class:`~mrirecon.solvers.base.History` is the maximum over the elements
 still running or converged (diverged elements report 0 there and are counted in the report instead).
@@ -225,7 +227,7 @@ class FixedPointSolver(Solver[FixedPointState]):
         res = torch.where(ok, self.residual_of(ff, g), torch.full_like(s.res, math.inf))
         active = ~s.converged & ~s.diverged
         new_div = active & ~ok
-        new_conv = active & ok & (res <= self.tol) if self.tol > 0 else torch.zeros_like(active)
+        new_conv = active & ok & ((res <= self.tol) if self.tol > 0 else (res == 0))  # an exact fixed point stops
         going = active & ok & ~new_conv
         better = going & (res < s.best)
         best = torch.where(better, res, s.best)

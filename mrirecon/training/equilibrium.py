@@ -120,9 +120,10 @@ class EquilibriumDataModule(L.LightningDataModule):
             return
         d, t = self.recipe.data, self.recipe.trainer
         train, val = d.paths()
-        self.train_set = SliceTargets(train, d, d.maps_dir, d.max_train_slices, seed=t.seed, crop=d.crop)
-        self.val_set = ValidationSet(SliceTargets(val, d, d.val_maps_dir or d.maps_dir, d.val_slices, seed=None,
-                                                  crop=None), self.recipe.forward)
+        train_maps, val_maps = d.maps_paths()
+        self.train_set = SliceTargets(train, d, train_maps, d.max_train_slices, seed=t.seed, crop=d.crop)
+        self.val_set = ValidationSet(SliceTargets(val, d, val_maps, d.val_slices, seed=None, crop=None),
+                                     self.recipe.forward)
 
     def train_dataloader(self) -> DataLoader:
         t = self.recipe.trainer
@@ -258,10 +259,10 @@ class EquilibriumModule(RecipeModule):
         self._log_dict({f"loss_{k}": float(v.detach()) for k, v in terms.items()}, "train/", b)
         self._log_dict({"acceleration": draw.acceleration}, "train/", b)
         if self._report is not None:
-            self._log_dict(self._report.forward.summary(), "train/", b)
+            self._log_dict(self._report.forward.summary("fwd/"), "train/", b)
         for name in ("step", "lam", "alpha"):
             if isinstance(model, DEQRecon) and name in model.params:
-                self.log(f"param/{name}", float(model.value(name)), batch_size=b)
+                self.log(f"param/{name}", float(model.value(name).detach()), batch_size=b)
         return loss
 
     def on_after_backward(self) -> None:

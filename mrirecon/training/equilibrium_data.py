@@ -38,7 +38,8 @@ class EquilibriumDataConfig:
 
     ``source: demo`` uses the embedded demo dataset; ``source: files`` uses ``root/train`` and ``root/val``
     (absolute ``train``/``val`` are taken as they are), e.g. ``root: /data/fastmri/knee``, ``train:
-    multicoil_train``, ``val: multicoil_val``. ``crop`` ``[h, w]`` cuts random training crops (needed to batch
+    multicoil_train``, ``val: multicoil_val``. ``maps_dir``/``val_maps_dir`` (``maps: sidecar``) are taken under ``root`` when relative, like ``train``/``val``.
+    ``crop`` ``[h, w]`` cuts random training crops (needed to batch
     files of different sizes; ``null`` uses whole slices). ``max_train_slices`` caps the training slices
     (evenly spaced, 0: all); ``val_slices`` the validation slices (evenly spaced).
     """
@@ -78,6 +79,15 @@ class EquilibriumDataConfig:
                 raise ConfigError("data: source 'files' needs data.root (or absolute data.train and data.val)")
             root = Path(self.root).expanduser()
         return root / Path(self.train).expanduser(), root / Path(self.val).expanduser()
+
+    def maps_paths(self) -> tuple[str, str]:
+        """The train and val sidecar folders (``""`` unless ``maps: sidecar``; relative ones under ``root``)."""
+        if self.maps != "sidecar":
+            return "", ""
+        root = Path(self.root).expanduser() if self.root else Path(".")
+        tr = root / Path(self.maps_dir).expanduser()
+        va = root / Path(self.val_maps_dir or self.maps_dir).expanduser()
+        return str(tr), str(va)
 
 
 @dataclass
