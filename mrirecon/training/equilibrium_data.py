@@ -6,11 +6,15 @@ The forward model (mask kind, acceleration — or a general imaging operator) is
 Lightning module from a generator seeded by the step (:func:`draw_forward_model`), so the dataset never
 decides the undersampling and a resumed run repeats an uninterrupted one.
 
-Coil maps (``data.maps``): ``lowres`` — :func:`~mrirecon.operators.coils.lowres_maps` from the fully sampled
-``calib``×``calib`` centre (cheap, computed per item); ``espirit`` — ESPIRiT from the same centre (cached
-per slice in memory: seconds per slice); ``sidecar`` — precomputed maps (``mrirecon prep espirit``) in
-``maps_dir``/``val_maps_dir``. The centre plays the role of a calibration scan: the maps do not depend on
-the drawn mask.
+Coil maps (``data.maps``): ``espirit`` (default) — ESPIRiT from the fully sampled ``calib``×``calib``
+centre (cached per slice in memory; about 0.3 s per 160×128 slice on one core); ``lowres`` —
+:func:`~mrirecon.operators.coils.lowres_maps` from the same centre (cheap, per item); ``sidecar`` —
+precomputed maps (``mrirecon prep espirit``) in ``maps_dir``/``val_maps_dir``. The centre plays the role of a
+calibration scan: the maps do not depend on the drawn mask. Use the kind of maps the network will be run
+with: ratio maps (``lowres``) carry the object's phase, so their SENSE-combined images are real and
+non-negative and a network trained on them fails on ESPIRiT images, which keep a smooth phase.
+``phase_augment`` multiplies each training item's maps by a random global phase ``e^{iθ}`` (the target by
+``e^{−iθ}``; the coil images are unchanged), so the prior does not learn one phase convention.
 
 Training items are step-indexed: global item ``k`` is slice ``perm_e[k mod N]`` of pass ``e = k // N``
 (a permutation seeded by ``(seed, e)``) with a random ``crop`` of the image domain seeded by
@@ -38,9 +42,13 @@ class EquilibriumDataConfig:
 
     ``source: demo`` uses the embedded demo dataset; ``source: files`` uses ``root/train`` and ``root/val``
     (absolute ``train``/``val`` are taken as they are), e.g. ``root: /data/fastmri/knee``, ``train:
-    multicoil_train``, ``val: multicoil_val``. ``maps_dir``/``val_maps_dir`` (``maps: sidecar``) are taken under ``root`` when relative, like ``train``/``val``.
-    ``crop`` ``[h, w]`` cuts random training crops (needed to batch
-    files of different sizes; ``null`` uses whole slices). ``max_train_slices`` caps the training slices
+    multicoil_train``, ``val: multicoil_val``. ``maps_dir``/``val_maps_dir`` (``maps: sidecar``) are taken under
+    ``root`` when relative, like ``train``/``val``. ``crop`` ``[h, w]`` cuts random training crops of the image
+    domain (needed to batch files of different sizes; ``null`` uses whole slices; a side larger than the image
+    keeps it whole). Crop along the readout (first, fully sampled) axis and keep the whole phase-encoding
+    width: the aliasing of line masks is then exactly that of whole slices (a narrower field of view along
+    the phase encoding folds differently). ``phase_augment``: see the module docstring. ``max_train_slices``
+    caps the training slices
     (evenly spaced, 0: all); ``val_slices`` the validation slices (evenly spaced).
     """
 
@@ -48,13 +56,14 @@ class EquilibriumDataConfig:
     root: str = ""
     train: str = "train"
     val: str = "val"
-    maps: Literal["lowres", "espirit", "sidecar"] = "lowres"
+    maps: Literal["espirit", "lowres", "sidecar"] = "espirit"
     calib: int = 24
     maps_dir: str = ""
     val_maps_dir: str = ""
     crop: tuple[int, int] | None = None
     max_train_slices: int = 0
     val_slices: int = 8
+    phase_augment: bool = True
 
     def __post_init__(self) -> None:
         if self.calib < 2:
@@ -211,6 +220,9 @@ class SliceTargets(Dataset):
             t, l_ = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             coil, maps = coil[..., t:t + ch, l_:l_ + cw], maps[..., t:t + ch, l_:l_ + cw]
             kspace = fft2c(coil)
+        if self.cfg.phase_augment and self.seed is not None:
+            theta = float(np.random.default_rng([self.seed, int(k), 5]).uniform(0, 2 * np.pi))
+            maps = maps * torch.polar(torch.ones((), dtype=maps.real.dtype), torch.tensor(theta, dtype=maps.real.dtype))
         target = (maps.conj() * coil).sum(dim=-3)
         return {"kspace": kspace.contiguous(), "maps": maps.contiguous(), "target": target.contiguous(),
                 "file": s.meta.file, "slice": int(s.meta.slice), "max_value": float(s.meta.max_value or 0.0)}
