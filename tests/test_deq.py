@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+import mrirecon.models  # noqa: F401  (registers deq, unrolled-admm)
 from mrirecon.denoisers.registry import build_model
 from mrirecon.errors import ConfigError, NonFiniteError
 from mrirecon.operators.imaging import Blur, gaussian_kernel

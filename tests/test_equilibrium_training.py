@@ -28,7 +28,7 @@ RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo"]
 
 
 def tiny_overrides(root: Path, out: Path, name: str, steps: int) -> list[str]:
-    ov = [f"data.source=files", f"data.root={root}", "data.crop=[16, 16]", "data.val_slices=1", "data.calib=8",
+    ov = [f"data.source=files", f"data.root={root}", "data.crop=[16, 16]", "data.val_slices=1", "data.calib=8", "data.maps=lowres",
           f"trainer.max_steps={steps}", "trainer.val_every=2", f"trainer.out={out}", f"trainer.name={name}",
           "trainer.progress_bar=false", "trainer.batch_size=2", "trainer.log_every=1", "model.network_options={depth: 2, width: 4}",
           "model.init_iters=2", "model.cg_iters=2"]

@@ -24,6 +24,8 @@ with respect to everything ``T_θ`` depends on (network weights, learned step si
 
 The iterations (images ``x`` complex ``[B, *A.ishape]``; ``f(x) = ½‖Ax − y‖²``, ``∇f = A^H(Ax − y)``):
 
+Each iteration's output is restricted to the coil maps' support for SENSE operators (:class:`DataTerm`).
+
 * :class:`GradientStepMap` — gradient descent with a learned regularising gradient (PnP-ReG, Fermanian
   et al. 2023; Willingham et al. 2024): ``T(x) = x − η(∇f(x) + λ·R(x))`` with ``R(x) = σ²G_θ(x)``;
 * :class:`ForwardBackwardMap` — PnP-FBS: ``T(x) = D(x − η∇f(x))``;
@@ -45,6 +47,7 @@ import torch
 
 from mrirecon.errors import ConfigError
 from mrirecon.operators.linop import Linop, finite_checks
+from mrirecon.operators.sense import Sense
 from mrirecon.solvers.anderson import FixedPointConfig, FixedPointMap, FixedPointSolver
 from mrirecon.solvers.base import History, run
 from mrirecon.solvers.cg import ConjugateGradient
@@ -210,13 +213,20 @@ class FixedPointLayer:
 class DataTerm:
     """``f(x) = ½‖Ax − y‖²``: gradient and a differentiable proximal map (fixed-count CG).
 
+    **Support.** For SENSE operators the image is restricted to the support of the coil maps (the pixels
+    where ``Σ_c |S_c|² > 0``; ESPIRiT maps are zero outside the object): pixels outside are seen by no
+    coil, so ``f`` says nothing about them and an iteration there would be driven by the prior alone
+    (and, for a learned prior, need not converge). The iterations below apply :meth:`project` (zero
+    outside the support) to their output; for other operators it is the identity.
+
     Args:
         A: forward operator (images ``[B, *A.ishape]`` to data ``[B, *A.oshape]``).
         y: data ``[B, *A.oshape]``.
         cg_iters: conjugate-gradient steps of :meth:`prox`.
+        restrict_support: restrict images to the coil maps' support (SENSE operators only).
     """
 
-    def __init__(self, A: Linop, y: torch.Tensor, cg_iters: int = 10) -> None:
+    def __init__(self, A: Linop, y: torch.Tensor, cg_iters: int = 10, restrict_support: bool = True) -> None:
         if cg_iters < 1:
             raise ConfigError(f"DataTerm: cg_iters must be >= 1, got {cg_iters}")
         self.A, self.y, self.cg_iters = A, y, int(cg_iters)
@@ -224,6 +234,15 @@ class DataTerm:
         self._normal = A.N
         with finite_checks(False):
             self.aty = A._adjoint(y)
+        self.support: torch.Tensor | None = None
+        if restrict_support and isinstance(A, Sense):
+            inside = A.maps.abs().square().sum(dim=-3) > 0
+            if not bool(inside.all()):
+                self.support = inside.to(y.real.dtype)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the pixels outside the support set to zero (``x`` itself when there is no support)."""
+        return x if self.support is None else x * self.support
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^H A x``."""
@@ -303,7 +322,7 @@ class GradientStepMap(IterationMap):
         return self.data.grad(x) + self.lam * self.reg(x)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x - self.step * self.direction(x)
+        return self.data.project(x - self.step * self.direction(x))
 
 
 class ForwardBackwardMap(IterationMap):
@@ -318,7 +337,7 @@ class ForwardBackwardMap(IterationMap):
         self.denoiser, self.step = denoiser, step
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.denoiser(x - self.step * self.data.grad(x))
+        return self.data.project(self.denoiser(x - self.step * self.data.grad(x)))
 
 
 class ADMMMap(IterationMap):
@@ -345,8 +364,8 @@ class ADMMMap(IterationMap):
         z, u = s[:, 0], s[:, 1]
         x = self.data.prox(z - u, self.alpha)
         w = x + u
-        z_new = self.denoiser(w)
-        return torch.stack((z_new, w - z_new), dim=1)
+        z_new = self.data.project(self.denoiser(w))
+        return torch.stack((z_new, self.data.project(w - z_new)), dim=1)
 
     def output(self, s: torch.Tensor) -> torch.Tensor:
         return self.data.prox(s[:, 0] - s[:, 1], self.alpha)

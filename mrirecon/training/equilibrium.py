@@ -300,7 +300,7 @@ def evaluate_item(model: ModelBased, batch: dict[str, Any]) -> dict[str, float]:
     with torch.no_grad():
         x = model.forward_op(batch["kspace"] * mask, A)
     mag, ref = x.abs().float(), batch["target"].abs().float()
-    rng = ref.flatten(1).amax(dim=1)
+    rng = ref.flatten(1).amax(dim=1).clamp_min(torch.finfo(ref.dtype).tiny)
     out = {"psnr": float(batch_psnr(mag, ref, rng).mean()), "ssim": float(batch_ssim(mag, ref, rng).mean())}
     rep = getattr(model, "last_report", None)
     if isinstance(model, DEQRecon) and rep is not None:
