@@ -371,3 +371,21 @@ def test_network_config_errors_name_the_problem() -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         model.configure(max_iters=3)
     assert math.isfinite(float(model.value("alpha")))
+
+
+def test_iterates_stay_in_the_support_of_the_coil_maps() -> None:
+    """Pixels that no coil sees (maps zero, as ESPIRiT's outside the object) are set to zero by every iteration."""
+    A, y, _ = sense_problem(seed=23)
+    maps = A.maps.clone()
+    maps[..., :2, :] = 0
+    B = Sense(maps, A.mask)
+    data = DataTerm(B, B(randc(2, 9, 7, seed=24)))
+    assert data.support is not None and float(data.support[..., :2, :].abs().sum()) == 0
+    net = tiny_net(7)
+    x0 = randc(2, 9, 7, seed=25)
+    for T in (GradientStepMap(data, lambda x: x - net(x), 0.8, 0.3), ForwardBackwardMap(data, net, 0.9)):
+        assert float(T(x0)[..., :2, :].abs().max()) == 0
+    admm = ADMMMap(data, net, 0.7)
+    assert float(admm(admm.init(x0))[..., :2, :].abs().max()) == 0
+    assert DataTerm(A, y).support is None                       # maps nonzero everywhere: no restriction
+    assert DataTerm(B, data.y, restrict_support=False).support is None
