@@ -56,7 +56,8 @@ class MethodSpec:
 METHODS: Registry[MethodSpec] = Registry("reconstruction method")
 
 # Modules whose import registers methods; later issues add theirs here.
-_METHOD_MODULES: list[str] = ["mrirecon.methods.classical", "mrirecon.methods.pnp", "mrirecon.methods.learned"]
+_METHOD_MODULES: list[str] = ["mrirecon.methods.classical", "mrirecon.methods.pnp", "mrirecon.methods.learned",
+                              "mrirecon.methods.equilibrium"]
 
 
 def register_method(name: str, options: type, needs_maps: bool, description: str

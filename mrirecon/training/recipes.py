@@ -21,7 +21,7 @@ from mrirecon.registry import Registry
 
 # Modules whose import registers networks (``@register``) or tasks; models/ adds DEQ/unrolled networks.
 MODEL_MODULES: list[str] = ["mrirecon.denoisers", "mrirecon.models"]
-TASK_MODULES: list[str] = ["mrirecon.training.denoiser", "mrirecon.training.recon"]
+TASK_MODULES: list[str] = ["mrirecon.training.denoiser", "mrirecon.training.recon", "mrirecon.training.equilibrium"]
 
 
 def import_registering_modules() -> None:

@@ -1,0 +1,176 @@
+"""DEQ / RERG / unrolled-ADMM results on the demo dataset, beside PnP-ADMM and the classical baselines.
+
+Every slice of a split (or an evenly spaced subset, ``--slices N``) is undersampled retrospectively with
+fastMRI's equispaced masks (fixed per file and slice; centre fraction 0.08 at 4×, 0.04 at 8×); coil maps
+are estimated once per slice from the fully sampled 24×24 k-space centre (``--maps espirit``, default, or
+``lowres``) and shared by all methods. Metrics follow fastMRI: per volume (the slices of one file), ``|x|``
+against ``reconstruction_rss`` with the volume maximum as data range, then averaged over volumes.
+Time per slice is the wall time of ``reconstruct`` (median over slices; single-threaded by default, taken
+under whatever load the machine has). Rows whose method is not registered (e.g. PnP before it lands) or
+whose weights are missing are reported as skipped.
+
+The second table (``--anderson``) runs the DEQs' fixed-point iterations to a relative residual of
+``--tol`` (default 1e-4) with Anderson acceleration and with plain iteration and reports the iteration counts.
+
+    python benchmarks/equilibrium_results.py --split test --slices 12 --json results.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+
+ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "zf": ("zero-filled", "zf", {}),
+    "sense": ("SENSE (CG)", "sense", {}),
+    "cs-wavelet": ("CS L1-wavelet", "cs-wavelet", {}),
+    "pnp-admm": ("PnP-ADMM (real-SN DnCNN)", "pnp-admm", {"weights": "dncnn-sn", "divergence": "stop"}),
+    "deq": ("DEQ-GD (deq-demo)", "deq", {"weights": "deq-demo"}),
+    "deq-train": ("DEQ-GD at its training settings (≤ 15 iterations, tol 1e-3)", "deq",
+                  {"weights": "deq-demo", "iters": 15, "tol": 1e-3}),
+    "rerg": ("RERG (rerg-demo)", "deq", {"weights": "rerg-demo"}),
+    "unrolled-admm": ("unrolled ADMM, T = 8 (unrolled-admm-demo)", "unrolled-admm", {"weights": "unrolled-admm-demo"}),
+}
+
+
+def load_split(split: str, accel: float, cf: float, n: int) -> tuple[Any, Any, list[int]]:
+    from mrirecon.data.demo import demo_root
+    from mrirecon.data.fastmri import FastMRISliceDataset
+    from mrirecon.operators.masks import MaskSpec
+
+    root = Path(demo_root()) / split
+    ds = FastMRISliceDataset(root, mask=MaskSpec("equispaced", accel, cf), fixed_masks=True)
+    full = FastMRISliceDataset(root)
+    idx = list(range(len(ds)))
+    if n and n < len(ds):
+        idx = sorted({int(round(v)) for v in np.linspace(0, len(ds) - 1, n)})
+    return ds, full, idx
+
+
+def slice_maps(kspace: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "espirit":
+        from mrirecon.operators.espirit import espirit_maps
+
+        return espirit_maps(kspace, calib=24)
+    from mrirecon.operators.coils import lowres_maps
+
+    return lowres_maps(kspace, 24)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--accels", type=float, nargs="+", default=[4, 8])
+    p.add_argument("--slices", type=int, default=12, help="evenly spaced subset of the split (0: all slices)")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows (default: {' '.join(ROWS)})")
+    p.add_argument("--maps", choices=["espirit", "lowres"], default="espirit")
+    p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH",
+                   help="use the weights file PATH wherever a row names the shipped NAME")
+    p.add_argument("--anderson", nargs="*", default=["deq", "rerg"], help="rows for the Anderson/plain table")
+    p.add_argument("--tol", type=float, default=1e-4, help="tolerance of the Anderson/plain comparison")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from mrirecon.errors import MriReconError
+    from mrirecon.methods import get_method, method_names, reconstruct
+    from mrirecon.metrics import psnr, ssim
+
+    available = set(method_names())
+    subst = dict(w.split("=", 1) for w in args.weights)
+    results: dict[str, Any] = {"split": args.split, "maps": args.maps, "command": " ".join(sys.argv), "rows": {},
+                               "anderson": {}}
+    table = ["| method | accel | PSNR (dB) | SSIM | iterations | s/slice (median) |", "|---|---|---|---|---|---|"]
+    atable = ["| network | accel | Anderson iterations (mean / max) | plain iterations (mean / max) | "
+              "converged (Anderson / plain) |", "|---|---|---|---|---|"]
+    maps_cache: dict[int, torch.Tensor] = {}
+    for accel in args.accels:
+        cf = 0.08 if accel <= 4 else 0.04
+        ds, full, idx = load_split(args.split, accel, cf, args.slices)
+        print(f"# {args.split}: {len(idx)} slices, {accel:g}x equispaced, centre {cf}, {args.maps} maps", flush=True)
+        for i in idx:
+            if i not in maps_cache:
+                maps_cache[i] = slice_maps(full[i].kspace, args.maps)
+        samples = [ds[i].replace(maps=maps_cache[i]) for i in idx]
+        for key in args.rows:
+            label, method, opts = ROWS[key]
+            if method not in available:
+                print(f"{label}: method {method!r} is not registered here; skipped", flush=True)
+                results["rows"][f"{key}@{accel:g}x"] = {"label": label, "skipped": "method not registered"}
+                continue
+            fields = {f.name for f in dataclasses.fields(get_method(method).options)}
+            opts = {k: v for k, v in opts.items() if k in fields}
+            if "weights" in opts:
+                opts["weights"] = subst.get(opts["weights"], opts["weights"])
+            per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+            times, its = [], []
+            try:
+                for s in samples:
+                    t0 = time.perf_counter()
+                    res = reconstruct(s, method, **opts)
+                    times.append(time.perf_counter() - t0)
+                    its.append(res.info.get("iterations", 0) or 0)
+                    mag = res.magnitude(s.multi_set).numpy().astype(np.float32)
+                    per_file[s.meta.file]["pred"].append(mag)
+                    per_file[s.meta.file]["target"].append(s.target.numpy())
+            except (MriReconError, KeyError) as exc:
+                print(f"{label}: {exc}; skipped", flush=True)
+                results["rows"][f"{key}@{accel:g}x"] = {"label": label, "skipped": str(exc)}
+                continue
+            vp = [psnr(np.stack(f["target"]), np.stack(f["pred"])) for f in per_file.values()]
+            vs = [ssim(np.stack(f["target"]), np.stack(f["pred"])) for f in per_file.values()]
+            row = {"label": label, "method": method, "options": opts, "psnr": float(np.mean(vp)),
+                   "ssim": float(np.mean(vs)), "iterations": float(np.mean(its)),
+                   "time_s": float(statistics.median(times)), "volumes": len(per_file), "slices": len(samples)}
+            results["rows"][f"{key}@{accel:g}x"] = row
+            table.append(f"| {label} | {accel:g}x | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['iterations']:.1f} | "
+                         f"{row['time_s']:.2f} |")
+            print(table[-1], flush=True)
+        for key in args.anderson:
+            label, method, opts = ROWS[key]
+            if method != "deq" or method not in available:
+                continue
+            w = subst.get(opts["weights"], opts["weights"])
+            counts: dict[bool, list[int]] = {True: [], False: []}
+            conv: dict[bool, int] = {True: 0, False: 0}
+            try:
+                for s in samples:
+                    for anderson in (True, False):
+                        r = reconstruct(s, "deq", weights=w, tol=args.tol, iters=2000, anderson=anderson)
+                        counts[anderson].append(r.info["iterations"])
+                        conv[anderson] += int(r.info["converged"])
+            except (MriReconError, KeyError) as exc:
+                print(f"{label}: {exc}; skipped", flush=True)
+                continue
+            entry = {"label": label, "tol": args.tol, "anderson": counts[True], "plain": counts[False],
+                     "converged": {"anderson": conv[True], "plain": conv[False]}}
+            results["anderson"][f"{key}@{accel:g}x"] = entry
+            atable.append(f"| {label} | {accel:g}x | {np.mean(counts[True]):.1f} / {max(counts[True])} | "
+                          f"{np.mean(counts[False]):.1f} / {max(counts[False])} | {conv[True]}/{len(samples)} / "
+                          f"{conv[False]}/{len(samples)} |")
+            print(atable[-1], flush=True)
+    results["table"], results["anderson_table"] = table, atable
+    print("\n".join(table) + "\n\n" + "\n".join(atable))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        tmp.replace(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Deep equilibrium reconstruction: the output is a fixed point ``x* = T_θ(x*; y, A)`` of a learned iteration.
+
+:class:`DEQRecon` (registered ``deq``) wraps one of three iterations of :mod:`mrirecon.solvers.deq` around a
+registered denoiser network ``N_θ`` (complex images in and out):
+
+* ``iteration="gd"`` — gradient descent with a learned **regularising gradient** (Fermanian et al.'s PnP-ReG;
+  Willingham et al. 2024): ``T(x) = x − η(∇f(x) + λ·σ²G_θ(x))`` with ``σ²G_θ(x) = x − N_θ(x)``. A fixed point
+  solves ``∇f(x*) + λσ²G_θ(x*) = 0``. With ``N_θ`` a pretrained denoiser this is RED (Romano et al. 2017);
+  trained as a DEQ it is Willingham et al.'s DEQ-GD;
+* ``iteration="fbs"`` — PnP forward-backward: ``T(x) = N_θ(x − η∇f(x))`` (Gilton et al. 2021's DEQ-PnP-FBS);
+* ``iteration="admm"`` — PnP-ADMM on ``(z, u)`` with ``N_θ`` as the denoiser and weight ``α``.
+
+``η``, ``λ``, ``α`` are learned (positive, through a softplus) with ``learn_parameters``. The fixed point is
+found by :class:`~mrirecon.solvers.deq.FixedPointLayer` (Anderson with a safeguarded plain-iteration
+fall-back, divergence guard, step tolerance) and differentiated implicitly or Jacobian-free. The report of the
+last call (forward and, after ``backward()``, adjoint iterations, residuals, non-converged and diverged counts)
+is :attr:`DEQRecon.last_report`. Units and entry points: :mod:`mrirecon.models.model_based`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mrirecon.denoisers.registry import register
+from mrirecon.errors import ConfigError
+from mrirecon.models.model_based import ModelBased, Problem, build_network, softplus_inverse
+from mrirecon.solvers.anderson import FixedPointConfig
+from mrirecon.solvers.deq import (ADMMMap, DataTerm, DEQReport, FixedPointLayer, ForwardBackwardMap, GradientStepMap,
+                                  IterationMap)
+
+Iteration = Literal["gd", "fbs", "admm"]
+
+
+class PositiveScalar(nn.Module):
+    """A positive scalar ``softplus(p)``, learned or fixed."""
+
+    def __init__(self, value: float, learn: bool) -> None:
+        super().__init__()
+        raw = torch.tensor(softplus_inverse(float(value)))
+        if learn:
+            self.raw = nn.Parameter(raw)
+        else:
+            self.register_buffer("raw", raw)
+
+    def forward(self) -> torch.Tensor:
+        return F.softplus(self.raw)
+
+
+@register("deq")
+class DEQRecon(ModelBased):
+    """Deep equilibrium network for ``½‖Ax − y‖²`` plus a learned prior (see the module docstring).
+
+    Args:
+        iteration: ``"gd"`` (regularising gradient), ``"fbs"`` or ``"admm"``.
+        network: a registered denoiser network (``dncnn``, ``unet``, ``drunet``) used as ``N_θ``.
+        network_options: its constructor arguments.
+        step: initial ``η`` (gd, fbs).
+        lam: initial ``λ`` (gd).
+        alpha: initial ``α`` (admm).
+        learn_parameters: learn ``η``, ``λ``, ``α`` (else fixed).
+        max_iter, tol, criterion, anderson, memory, bound: the forward solve (:class:`FixedPointConfig`;
+            ``bound`` in normalised units, images of magnitude maximum ≈ 1).
+        backward: ``"implicit"`` or ``"jfb"``.
+        backward_max_iter, backward_tol: the adjoint solve (implicit).
+        cg_iters: CG steps of the ADMM data prox.
+        init_iters: CG steps of the start/scale estimate.
+
+    Raises:
+        ConfigError: unknown iteration or network, or invalid solver settings.
+    """
+
+    def __init__(self, iteration: Iteration = "gd", network: str = "dncnn", network_options: dict[str, Any] | None = None,
+                 step: float = 0.5, lam: float = 1.0, alpha: float = 1.0, learn_parameters: bool = True,
+                 max_iter: int = 50, tol: float = 1e-3, criterion: Literal["relative", "mse"] = "relative",
+                 anderson: bool = True, memory: int = 5, bound: float = 100.0,
+                 backward: Literal["implicit", "jfb"] = "implicit", backward_max_iter: int = 30,
+                 backward_tol: float = 1e-3, cg_iters: int = 10, init_iters: int = 10) -> None:
+        super().__init__()
+        if iteration not in ("gd", "fbs", "admm"):
+            raise ConfigError(f"DEQRecon: iteration must be 'gd', 'fbs' or 'admm', got {iteration!r}")
+        self.iteration = iteration
+        self.net = build_network(network, network_options, "DEQRecon")
+        self.params = nn.ModuleDict()
+        if iteration in ("gd", "fbs"):
+            self.params["step"] = PositiveScalar(step, learn_parameters)
+        if iteration == "gd":
+            self.params["lam"] = PositiveScalar(lam, learn_parameters)
+        if iteration == "admm":
+            self.params["alpha"] = PositiveScalar(alpha, learn_parameters)
+        self.cg_iters, self.init_iters = int(cg_iters), int(init_iters)
+        self.layer = FixedPointLayer(
+            FixedPointConfig(max_iter=max_iter, tol=tol, criterion=criterion, anderson=anderson, memory=memory,
+                             bound=bound),
+            FixedPointConfig(max_iter=backward_max_iter, tol=backward_tol, criterion="relative", anderson=anderson,
+                             memory=memory, bound=1e30),
+            method=backward)
+        self.last_report: DEQReport | None = None
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def value(self, name: str) -> torch.Tensor:
+        """The current value of a learned scalar (``step``, ``lam``, ``alpha``)."""
+        return self.params[name]()
+
+    def reg(self, x: torch.Tensor) -> torch.Tensor:
+        """``σ²G_θ(x) = x − N_θ(x)`` (the regularising gradient, in image units)."""
+        return x - self.net(x)
+
+    def iteration_map(self, data: DataTerm) -> IterationMap:
+        """The iteration ``T_θ(·; y, A)`` for a (normalised) data term."""
+        if self.iteration == "gd":
+            return GradientStepMap(data, self.reg, self.value("step"), self.value("lam"))
+        if self.iteration == "fbs":
+            return ForwardBackwardMap(data, self.net, self.value("step"))
+        return ADMMMap(data, self.net, self.value("alpha"))
+
+    def configure(self, **changes: Any) -> None:
+        """Change forward-solve settings for later calls (``max_iter``, ``tol``, ``anderson``, ``memory``, ...).
+
+        Raises:
+            ConfigError: an unknown or invalid setting.
+        """
+        import dataclasses  # noqa: PLC0415
+
+        fields = {f.name for f in dataclasses.fields(FixedPointConfig)}
+        bad = sorted(set(changes) - fields)
+        if bad:
+            raise ConfigError(f"DEQRecon.configure: unknown setting(s) {bad}; known: {sorted(fields)}")
+        self.layer.forward = dataclasses.replace(self.layer.forward, **changes)
+
+    # -- solve ----------------------------------------------------------------------------------
+    def solve(self, problem: Problem, progress: bool = False) -> torch.Tensor:
+        """``x*`` of the normalised problem (report in :attr:`last_report`)."""
+        T = self.iteration_map(problem.data)
+        s, report = self.layer(T, T.init(problem.x0), progress=progress)
+        self.last_report = report
+        return T.output(s)
+
+    def one_step_residual(self, x: torch.Tensor, data: DataTerm) -> torch.Tensor:
+        """``T_θ(x) − x`` at a (normalised) image ``x`` ``[B, *ishape]`` (differentiable).
+
+        Raises:
+            ConfigError: the iteration's state is not an image (``admm``).
+        """
+        T = self.iteration_map(data)
+        if not T.image_state:
+            raise ConfigError(f"DEQRecon: T(x) − x at an image is not defined for iteration {self.iteration!r} "
+                              f"(its state is (z, u)); use iteration gd or fbs")
+        return T(x) - x

@@ -1,0 +1,215 @@
+"""Shared plumbing of the model-based networks (DEQ, unrolled ADMM): operator in, scale, start, sample wrapper.
+
+Every network here is called with the forward operator on each call (STYLE §4):
+``model.forward_op(y, A)`` reconstructs data ``y`` ``[B, *A.oshape]`` of any
+:class:`~mrirecon.operators.linop.Linop` ``A`` (multicoil SENSE, or a general imaging operator), and
+``model(sample)`` does so for a :class:`~mrirecon.data.sample.KSpaceSample` with coil maps
+(``A = Sense(maps, mask)``). Neither modifies its inputs.
+
+**Units.** Data come in arbitrary units (fastMRI k-space is ~1e-5). Both entry points compute a start
+``x_ls`` — ``init_iters`` conjugate-gradient steps on ``A^H A x = A^H y`` from zero (an early-stopped, hence
+regularised, least-squares image) — and a scale ``s`` = the maximum of the 3×3 median-filtered ``|x_ls|``
+per batch element (the median ignores isolated noise spikes). The network works on ``y/s`` from ``x_ls/s``
+(images with a magnitude maximum near 1, the units its denoiser sees) and the result is multiplied by ``s``,
+so ``model(c·y) = c·model(y)`` for ``c > 0``. ``s`` carries no gradient.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mrirecon.data.sample import KSpaceSample
+from mrirecon.errors import ConfigError, DTypeError, ShapeError
+from mrirecon.operators.linop import Linop, check_tensor
+from mrirecon.operators.sense import Sense
+from mrirecon.solvers.deq import DataTerm
+
+
+def softplus_inverse(v: float) -> float:
+    """``p`` with ``softplus(p) = v`` (for positive parameters stored unconstrained)."""
+    if not v > 0:
+        raise ConfigError(f"a positive parameter is needed, got {v}")
+    return v + math.log(-math.expm1(-v))
+
+
+def robust_max(x: torch.Tensor) -> torch.Tensor:
+    """Maximum of the 3×3 median-filtered magnitude of complex images ``[B, H, W]`` -> ``[B]``."""
+    mag = x.abs().reshape(-1, 1, *x.shape[-2:])
+    h, w = mag.shape[-2:]
+    if h >= 3 and w >= 3:
+        med = F.unfold(F.pad(mag, (1, 1, 1, 1), mode="replicate"), 3).median(dim=1).values
+    else:
+        med = mag.flatten(1)
+    return med.amax(dim=1).reshape(x.shape[:-2])
+
+
+@dataclass
+class Problem:
+    """A normalised problem: data term on ``y/s``, start ``x_ls/s`` ``[B, *ishape]`` and the scale ``s`` ``[B]``."""
+
+    data: DataTerm
+    x0: torch.Tensor
+    scale: torch.Tensor
+
+
+def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: int = 10, who: str = "model"
+                    ) -> Problem:
+    """Validate ``y`` against ``A``, compute the start ``x_ls`` and the scale ``s``, and normalise (module docstring).
+
+    Args:
+        y: data ``[B, *A.oshape]`` (a batch dimension is required).
+        A: the forward operator.
+        init_iters: CG steps of the least-squares start.
+        cg_iters: CG steps of the returned data term's prox.
+
+    Returns:
+        :class:`Problem` with the data term of ``y/s``, the start ``x_ls/s`` and ``s`` ``[B]`` (no gradient into ``s``).
+
+    Raises:
+        DTypeError, ShapeError: ``y`` is not complex ``[B, *A.oshape]``.  ConfigError: ``init_iters < 1``.
+    """
+    check_tensor(y, A.oshape, who, "data y")
+    if y.ndim != len(A.oshape) + 1:
+        raise ShapeError(f"{who}: expected a batch of data [B, {', '.join(map(str, A.oshape))}], got {list(y.shape)}")
+    if init_iters < 1:
+        raise ConfigError(f"{who}: init_iters must be >= 1, got {init_iters}")
+    raw = DataTerm(A, y, cg_iters)
+    nd = len(A.ishape)
+    with torch.no_grad():
+        x_ls = raw.ls_init(init_iters)
+        if nd >= 2:
+            s = robust_max(x_ls).reshape(x_ls.shape[0], -1).amax(dim=1)
+        else:
+            s = x_ls.abs().reshape(x_ls.shape[0], -1).amax(dim=1)
+        s = torch.where(s > 0, s, torch.ones_like(s))
+    sy = s.reshape(-1, *([1] * len(A.oshape))).to(y.dtype)
+    sx = s.reshape(-1, *([1] * nd)).to(x_ls.dtype)
+    return Problem(data=DataTerm(A, y / sy, cg_iters), x0=x_ls / sx, scale=s)
+
+
+def sense_operator(sample: KSpaceSample, who: str = "model") -> tuple[torch.Tensor, Linop, bool]:
+    """``(y [B, C, H, W], Sense(maps, mask), unbatched)`` of a sample with one set of coil maps.
+
+    Raises:
+        DataError: no maps.  DTypeError, ShapeError: ill-formed sample, or several map sets.
+    """
+    from mrirecon.errors import DataError  # noqa: PLC0415
+
+    y = sample.kspace
+    if not isinstance(y, torch.Tensor) or not y.is_complex():
+        raise DTypeError(f"{who}: kspace must be complex [B, C, H, W] or [C, H, W], got "
+                         f"{getattr(y, 'dtype', type(y).__name__)}")
+    if sample.maps is None:
+        raise DataError(f"{who}: needs coil sensitivity maps; the sample (file "
+                        f"{getattr(sample.meta, 'file', '?')}) has none (estimate them first, e.g. ESPIRiT)")
+    if sample.multi_set:
+        raise ShapeError(f"{who}: one set of coil maps [C, H, W] is supported, got maps of shape "
+                         f"{list(sample.maps.shape)}")
+    unbatched = y.ndim == 3
+    maps, mask = sample.maps.to(y.dtype), sample.mask
+    if unbatched:
+        y, maps = y.unsqueeze(0), maps.unsqueeze(0)
+        mask = mask.unsqueeze(0) if mask.ndim == 3 else mask
+    if y.ndim != 4 or maps.shape != y.shape:
+        raise ShapeError(f"{who}: kspace {list(sample.kspace.shape)} and maps {list(sample.maps.shape)} must both "
+                         f"be [B, C, H, W] (or [C, H, W])")
+    return y, Sense(maps, mask.to(y.real.dtype)), unbatched
+
+
+class ModelBased(nn.Module):
+    """Base class of the networks of this package (see the module docstring).
+
+    Subclasses implement :meth:`solve` on a normalised :class:`Problem`.
+
+    Attributes:
+        init_iters: CG steps of the start/scale estimate.
+        cg_iters: CG steps of every data-consistency prox.
+    """
+
+    uses_maps = True
+    init_iters: int = 10
+    cg_iters: int = 10
+
+    def prepare(self, y: torch.Tensor, A: Linop) -> Problem:
+        """:func:`prepare_problem` with this network's ``init_iters`` and ``cg_iters``."""
+        return prepare_problem(y, A, self.init_iters, self.cg_iters, type(self).__name__)
+
+    def solve(self, problem: Problem) -> torch.Tensor:
+        """The normalised reconstruction ``[B, *ishape]`` of a prepared problem."""
+        raise NotImplementedError
+
+    def forward_op(self, y: torch.Tensor, A: Linop) -> torch.Tensor:
+        """Reconstruct data ``y`` ``[B, *A.oshape]`` of the operator ``A``; returns complex ``[B, *A.ishape]``."""
+        p = self.prepare(y, A)
+        x = self.solve(p)
+        return x * p.scale.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+
+    def operator(self, sample: KSpaceSample) -> tuple[torch.Tensor, Linop, bool]:
+        """:func:`sense_operator` of a sample."""
+        return sense_operator(sample, type(self).__name__)
+
+    def forward(self, sample: KSpaceSample) -> torch.Tensor:
+        """Reconstruct a sample (or batch): complex ``[B, H, W]`` (``[H, W]`` for an unbatched sample)."""
+        y, A, unbatched = self.operator(sample)
+        x = self.forward_op(y, A)
+        return x[0] if unbatched else x
+
+
+def build_network(name: str, options: dict | None, who: str) -> nn.Module:
+    """A registered denoiser network (complex images in and out) from its name and constructor options.
+
+    Raises:
+        ConfigError: unknown name or options, or a network that is not a denoiser.
+    """
+    from mrirecon.denoisers.base import Denoiser  # noqa: PLC0415
+    from mrirecon.denoisers.registry import build_model  # noqa: PLC0415
+
+    try:
+        net = build_model(name, options or {}, seed=None)
+    except KeyError as exc:
+        raise ConfigError(f"{who}: network: {exc.args[0]}") from None
+    if not isinstance(net, Denoiser):
+        raise ConfigError(f"{who}: network {name!r} is not a denoiser (complex images in and out)")
+    return net
+
+
+def load_model_based(name_or_path: str, kind: type | tuple[type, ...] | None = None, who: str = "weights"
+                     ) -> nn.Module:
+    """A network of this package from a shipped name (``mrirecon/weights/NAME.pt``) or a weights/checkpoint file.
+
+    Args:
+        name_or_path: shipped name or file.
+        kind: the class(es) the network must be.
+        who: names the option in errors.
+
+    Returns:
+        the network in eval mode, its parameters frozen.
+
+    Raises:
+        ConfigError: neither a file nor a shipped name (lists the shipped names), or a network of another kind.
+        DataError: unreadable file.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    import mrirecon.models  # noqa: F401,PLC0415  (registers the networks)
+    from mrirecon.denoisers.zoo import model_from_file, shipped_denoisers, weights_dir  # noqa: PLC0415
+
+    p = Path(name_or_path).expanduser()
+    if not p.is_file():
+        shipped = weights_dir() / f"{name_or_path}.pt"
+        if not shipped.is_file():
+            names = ", ".join(shipped_denoisers()) or "none"
+            raise ConfigError(f"{who}: {str(name_or_path)!r} is neither a file nor a shipped model (shipped: {names})")
+        p = shipped
+    model = model_from_file(p)
+    if kind is not None and not isinstance(model, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        raise ConfigError(f"{who}: {p} holds a {type(model).__name__}, expected "
+                          f"{' or '.join(k.__name__ for k in kinds)}")
+    for q in model.parameters():
+        q.requires_grad_(False)
+    return model.eval()

@@ -1,0 +1,180 @@
+"""The ``equilibrium`` training task (recipes train and resume), its losses, and the deq/red/unrolled-admm methods."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, run_tool
+from mrirecon.denoisers.registry import build_model
+from mrirecon.denoisers.zoo import save_weights
+from mrirecon.errors import ConfigError
+from mrirecon.training.equilibrium import bound_factor, jacobian_norm
+from mrirecon.training.run import load_recipe, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tiny problems only lose to thread start-up and oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo"]
+
+
+def tiny_overrides(root: Path, out: Path, name: str, steps: int) -> list[str]:
+    ov = [f"data.source=files", f"data.root={root}", "data.crop=[16, 16]", "data.val_slices=1", "data.calib=8", "data.maps=lowres",
+          f"trainer.max_steps={steps}", "trainer.val_every=2", f"trainer.out={out}", f"trainer.name={name}",
+          "trainer.progress_bar=false", "trainer.batch_size=2", "trainer.log_every=1", "model.network_options={depth: 2, width: 4}",
+          "model.init_iters=2", "model.cg_iters=2"]
+    return ov
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_trains_a_few_steps_and_resumes(recipe: str, tiny_demo: Path, tmp_path: Path) -> None:
+    extra = [] if recipe.startswith("unrolled") else ["model.max_iter=3", "model.backward_max_iter=3"]
+    if recipe.startswith("unrolled"):
+        extra = ["model.iterations=2"]
+    rec, path = load_recipe(recipe, tiny_overrides(tiny_demo, tmp_path, recipe, 2) + extra)
+    res = train(rec, path, echo=lambda s: None)
+    assert res.step == 2 and res.checkpoint.exists()
+    metrics = (res.run_dir / "logs" / "csv" / "metrics.csv").read_text()
+    assert "train/loss" in metrics and "val/psnr" in metrics
+    if not recipe.startswith("unrolled"):
+        assert "train/fwd/iters" in metrics and "train/bwd/iters" in metrics
+    if recipe.startswith("rerg"):
+        assert "train/loss_bound" in metrics and "train/lipschitz" in metrics
+    rec2, _ = load_recipe(recipe, tiny_overrides(tiny_demo, tmp_path, recipe, 4) + extra)
+    res2 = train(rec2, path, resume=True, echo=lambda s: None)
+    assert res2.step == 4
+    assert (res2.run_dir / "model.pt").exists() and (res2.run_dir / "model.json").exists()
+    from mrirecon.training import load_model
+
+    model = load_model(res2.run_dir / "model.pt")
+    assert type(model).__name__ in ("DEQRecon", "UnrolledADMM")
+
+
+def test_recipes_resolve_and_reject_bad_combinations() -> None:
+    for r in RECIPES + ["deq_knee", "rerg_knee", "unrolled_admm_knee"]:
+        rec, _ = load_recipe(r, [])
+        assert rec.task == "equilibrium"
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_recipe("deq_demo", ["loss.bogus=1"])
+    with pytest.raises(ConfigError, match="mask kind"):
+        load_recipe("deq_demo", ["forward.masks=[no-such-mask]"])
+    from mrirecon.training.equilibrium import EquilibriumModule
+
+    rec, _ = load_recipe("unrolled_admm_demo", ["loss.mode=rerg"])
+    with pytest.raises(ConfigError, match="needs a DEQ"):
+        EquilibriumModule(rec)
+    rec, _ = load_recipe("deq_demo", ["loss.mode=rerg", "model.iteration=admm"])
+    with pytest.raises(ConfigError, match="iteration: gd"):
+        EquilibriumModule(rec)
+    with pytest.raises(ConfigError, match="link_denoiser"):
+        load_recipe("deq_demo", ["loss.link=1.0"])
+
+
+def test_bound_factor_is_continuous_and_increasing() -> None:
+    eps = 0.1
+    L = torch.linspace(0.0, 1.5, 301, dtype=torch.float64, requires_grad=True)
+    phi = bound_factor(L, eps)
+    (g,) = torch.autograd.grad(phi.sum(), L)
+    assert bool((g > 0).all())
+    assert float(bound_factor(torch.tensor(0.5, dtype=torch.float64), eps)) == pytest.approx(4.0)
+    edge = torch.tensor([1 - eps - 1e-9, 1 - eps + 1e-9], dtype=torch.float64)
+    v = bound_factor(edge, eps)
+    assert float(v[0]) == pytest.approx(float(v[1]), rel=1e-6)
+
+
+def test_jacobian_norm_of_a_linear_complex_map_is_its_spectral_norm() -> None:
+    g = torch.Generator().manual_seed(0)
+    M = torch.complex(torch.randn(6, 6, generator=g, dtype=torch.float64), torch.randn(6, 6, generator=g,
+                                                                                      dtype=torch.float64))
+    T = lambda x: (x.reshape(x.shape[0], -1) @ M.T).reshape(x.shape)  # noqa: E731
+    x = torch.zeros(2, 2, 3, dtype=torch.complex128)
+    est = jacobian_norm(T, x, iters=300, generator=g)
+    true = torch.linalg.matrix_norm(M, 2)
+    assert torch.allclose(est, true.expand(2), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# methods
+# ---------------------------------------------------------------------------------------------
+def tiny_sample(seed: int = 0) -> object:
+    from mrirecon.data.sample import KSpaceSample
+    from mrirecon.operators.fft import fft2c
+
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = 4, 17, 11
+    maps = torch.complex(torch.randn(c, h, w, generator=g), torch.randn(c, h, w, generator=g))
+    maps = maps / maps.abs().pow(2).sum(0, keepdim=True).sqrt()
+    x = torch.complex(torch.randn(h, w, generator=g), torch.randn(h, w, generator=g))
+    mask = torch.zeros(1, 1, w)
+    mask[..., ::2] = 1
+    k = fft2c(maps * x) * mask
+    return KSpaceSample(kspace=k.to(torch.complex64), mask=mask, maps=maps.to(torch.complex64))
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    small = {"network_options": {"depth": 2, "width": 4}, "init_iters": 3, "cg_iters": 3}
+    out["deq"] = save_weights(build_model("deq", {"iteration": "gd", **small}), tmp_path / "deq.pt", {})
+    out["unrolled"] = save_weights(build_model("unrolled-admm", {"iterations": 3, **small}), tmp_path / "ua.pt", {})
+    out["den"] = save_weights(build_model("dncnn", {"depth": 2, "width": 4}), tmp_path / "den.pt", {})
+    return out
+
+
+def test_methods_run_and_report(weights: dict[str, Path]) -> None:
+    from mrirecon.methods import method_names, reconstruct
+
+    assert {"deq", "red", "unrolled-admm"} <= set(method_names())
+    s = tiny_sample()
+    r = reconstruct(s, "deq", weights=str(weights["deq"]), iters=30, tol=1e-5)
+    assert r.image.shape == (17, 11) and r.image.is_complex()
+    assert r.info["iterations"] <= 30 and len(r.history.residual) == r.info["iterations"]
+    for w in (weights["deq"], weights["den"]):
+        r = reconstruct(s, "red", weights=str(w), iters=20)
+        assert r.image.shape == (17, 11) and bool(torch.isfinite(torch.view_as_real(r.image)).all())
+        assert r.info["lam"] > 0 and r.info["step"] > 0
+    r = reconstruct(s, "unrolled-admm", weights=str(weights["unrolled"]))
+    assert r.info["iterations"] == 3
+    r = reconstruct(s, "unrolled-admm", weights=str(weights["unrolled"]), iters=5)
+    assert r.info["iterations"] == 5
+    with pytest.raises(ConfigError, match="neither a file nor a shipped"):
+        reconstruct(s, "deq", weights="no-such-model")
+    with pytest.raises(ConfigError, match="expected DEQRecon"):
+        reconstruct(s, "deq", weights=str(weights["unrolled"]))
+    with pytest.raises(ConfigError, match="needs coil sensitivity maps"):
+        reconstruct(s.replace(maps=None), "deq", weights=str(weights["deq"]))
+
+
+def test_divergence_option_of_the_methods(weights: dict[str, Path]) -> None:
+    from mrirecon.errors import DivergenceError
+    from mrirecon.methods import reconstruct
+
+    s = tiny_sample(1)
+    with pytest.warns(RuntimeWarning, match="divergence guard"):
+        r = reconstruct(s, "red", weights=str(weights["den"]), step=50.0, lam=50.0, iters=50)
+    assert r.info["diverged"] and bool(torch.isfinite(torch.view_as_real(r.image)).all())
+    with pytest.raises(DivergenceError):
+        reconstruct(s, "red", weights=str(weights["den"]), step=50.0, lam=50.0, iters=50, divergence="raise")
+
+
+@pytest.mark.slow
+def test_cli_recon_with_deq_weights(weights: dict[str, Path], tiny_demo: Path, tmp_path: Path) -> None:
+    f = sorted((tiny_demo / "val").glob("*.h5"))[0]
+    out = tmp_path / "rec.npy"
+    text = run_tool(sys.executable, "-m", "mrirecon", "recon", str(f), "-o", str(out), "--method", "deq",
+                    "--weights", str(weights["deq"]), "--iters", "10", "--accel", "4", "--maps", "rss",
+                    "--slices", "0", cwd=REPO)
+    import numpy as np
+
+    img = np.load(out)
+    assert img.shape[0] == 1 and np.isfinite(img).all(), text
