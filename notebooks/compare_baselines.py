@@ -19,7 +19,9 @@
 # 1. a simulated multicoil phantom (ground truth known): images, error maps, PSNR/SSIM;
 # 2. a λ sweep (PSNR against λ, in BART's λ convention) and the convergence of the solvers;
 # 3. the real 8-coil brain k-space in `../shared/data/bart_brain` (skipped when absent);
-# 4. the validation split of the embedded demo dataset (`mrirecon.data.demo`).
+# 4. the validation split of the embedded demo dataset (`mrirecon.data.demo`);
+# 5. plug-and-play with the shipped denoisers, 6. the PD-net, 7. the DEQ and unrolled-ADMM networks (sections
+#    whose weights are not installed are skipped).
 #
 # All regularised methods use BART's data scaling and λ convention (`bart pics`), with ESPIRiT maps
 # (`espirit_maps`, BART `ecalib` semantics). Set `MRIRECON_NOTEBOOK_FAST=1` for a quick run on small sizes
@@ -237,7 +239,70 @@ if root is not None:
                              None, out[m][2]) for m in out}, "demo val (last slice)")
 
 # %% [markdown]
-# ## 5. Learned: the PD-net against the baselines (demo test split)
+# ## 5. Plug-and-play: PnP-ADMM, PnP-FBS, gradient-step PnP, equivariant PnP
+#
+# The shipped denoisers inside the solvers (`mrirecon/solvers/pnp.py`), each method with its defaults (strength
+# set from the noise level estimated in the data, see the README): PnP-ADMM with the plain DnCNN and with the
+# real-spectral-normalised one (`Lip(I − D) ≤ 0.95`), PnP-FBS and equivariant PnP-ADMM with the real-SN DnCNN,
+# and gradient-step PnP with its gradient-step DRUNet. On the phantom of section 1 (an anatomy the denoisers
+# never saw) and on the demo validation slices of section 4; then the fixed-point residual of every run.
+# Rows whose weights are not installed are skipped.
+
+# %%
+from mrirecon.denoisers.zoo import shipped_denoisers  # noqa: E402
+
+PNP = {"pnp-admm (dncnn)": ("pnp-admm", {"weights": "dncnn"}),
+       "pnp-admm (dncnn-sn)": ("pnp-admm", {"weights": "dncnn-sn"}),
+       "pnp-fbs (dncnn-sn)": ("pnp-fbs", {"weights": "dncnn-sn"}),
+       "pnp-admm-equivariant (dncnn-sn)": ("pnp-admm-equivariant", {"weights": "dncnn-sn"}),
+       "gs-pnp (gs-drunet)": ("gs-pnp", {"weights": "gs-drunet"})}
+PNP = {k: v for k, v in PNP.items() if v[1]["weights"] in shipped_denoisers()}
+print("plug-and-play rows with shipped weights:", list(PNP) or "none")
+
+
+def run_pnp(sample: KSpaceSample) -> dict:
+    out = {}
+    for label, (m, opts) in PNP.items():
+        t0 = time.perf_counter()
+        res = reconstruct(sample, m, **opts, **({"iters": 15} if FAST else {}))
+        out[label] = (res.magnitude(sample.multi_set).numpy(), res, time.perf_counter() - t0)
+    return out
+
+
+if PNP:
+    precons = run_pnp(phantom)
+    print(metric_table(gt, {**{m: recons[m] for m in ("zf", "cs-wavelet")}, **precons}))
+    figure_grid(gt, {"cs-wavelet": recons["cs-wavelet"], **precons}, "phantom: plug-and-play")
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for label, (_, res, _) in precons.items():
+        ax.semilogy(res.history.residual, label=f"{label}: {res.info.get('stop_reason', '')}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("‖x_{k+1} − x_k‖ / ‖x_0‖")
+    ax.set_title("fixed-point residual on the phantom")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    plt.show()
+
+# %%
+if PNP and root is not None:
+    pscores = {m: {"psnr": [], "ssim": []} for m in PNP}
+    for i in picks[: 1 if FAST else len(picks)]:
+        s = ds[int(i)]
+        s = s.replace(maps=espirit_maps(s.kspace))
+        target = s.target.numpy()
+        th, tw = target.shape
+        for m, (img, _, _) in run_pnp(s).items():
+            H, W = img.shape
+            crop = img[(H - th) // 2:(H - th) // 2 + th, (W - tw) // 2:(W - tw) // 2 + tw]
+            pscores[m]["psnr"].append(psnr(target[None], crop[None]))
+            pscores[m]["ssim"].append(ssim(target[None], crop[None]))
+    print("demo val (plug-and-play; compare with the table of section 4)")
+    print("| method | PSNR (dB) | SSIM |\n|---|---|---|")
+    for m, v in pscores.items():
+        print(f"| {m} | {np.mean(v['psnr']):.2f} ± {np.std(v['psnr']):.2f} | {np.mean(v['ssim']):.4f} |")
+
+# %% [markdown]
+# ## 6. Learned: the PD-net against the baselines (demo test split)
 #
 # The shipped learned primal-dual network `pdnet-demo` (`recipes/pdnet_demo.yaml`: trained on the demo *train*
 # split with random line masks at 4× and 8×, on a CPU) against zero-filled and CS-wavelet on the *test* split,
@@ -277,7 +342,7 @@ if root is not None and have_pdnet:
                 f"demo test {last['zf'].file} slice {sl}, random {accel}×")
 
 # %% [markdown]
-# ## 6. Learned equilibrium and unrolled methods (`deq`, `red`, `unrolled-admm`)
+# ## 7. Learned equilibrium and unrolled methods (`deq`, `red`, `unrolled-admm`)
 #
 # The shipped demo networks (trained on the demo dataset's train split by `recipes/deq_demo.yaml`,
 # `rerg_demo.yaml`, `unrolled_admm_demo.yaml`): DEQ-GD and RERG (deep equilibrium gradient descent with a
@@ -287,7 +352,6 @@ if root is not None and have_pdnet:
 # of RERG with Anderson acceleration and with plain iteration. Rows whose weights are not shipped are skipped.
 
 # %%
-from mrirecon.denoisers.zoo import shipped_denoisers  # noqa: E402
 
 LEARNED = {"deq (deq-demo)": ("deq", {"weights": "deq-demo"}), "deq (rerg-demo)": ("deq", {"weights": "rerg-demo"}),
            "unrolled-admm": ("unrolled-admm", {"weights": "unrolled-admm-demo"})}

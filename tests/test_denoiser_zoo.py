@@ -28,7 +28,7 @@ def test_shipped_denoiser_loads_by_name_and_denoises(name: str) -> None:
     den = load_denoiser(name)
     assert not den.training
     info = shipped_denoisers()[name]
-    assert info["model"]["name"] == type(den).registered_name
+    assert info["model"]["name"] == den.registered_name
     assert set(info["certificate"]["stats"]) == {"D", "I-D", "2D-I"}
     assert info["recipe"]["task"] == "denoiser"
     # it denoises: a smooth complex image with noise gets closer to the clean one (odd size)

@@ -20,18 +20,35 @@ from mrirecon.denoisers.registry import register
 from mrirecon.denoisers.spectral import apply_real_spectral_norm, sn_layers
 from mrirecon.errors import ConfigError
 
-Activation = Literal["relu", "elu", "softplus"]
+Activation = Literal["relu", "elu", "softplus", "maxmin"]
+
+
+class MaxMin(nn.Module):
+    """GroupSort with groups of 2 (Anil et al. 2019): channels ``(a, b)`` → ``(max(a, b), min(a, b))``.
+
+    A permutation of each pair, so 1-Lipschitz *and* norm-preserving: unlike ReLU, which discards about half the
+    energy at every layer, it lets a deep network whose convolutions are spectrally normalised below 1 still
+    reach a gain close to its bound (ReLU networks under real spectral normalisation collapse towards ``N = 0``).
+    Needs an even number of channels.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.cat((torch.maximum(a, b), torch.minimum(a, b)), dim=1)
 
 
 def make_activation(name: str) -> nn.Module:
-    """A 1-Lipschitz activation: ``relu``, ``elu`` (smooth up to a kink in the 2nd derivative) or ``softplus``."""
+    """A 1-Lipschitz activation: ``relu``, ``elu`` (smooth up to a kink in the 2nd derivative), ``softplus`` or
+    ``maxmin`` (norm-preserving, :class:`MaxMin`)."""
     if name == "relu":
         return nn.ReLU()
     if name == "elu":
         return nn.ELU()
     if name == "softplus":
         return nn.Softplus()
-    raise ConfigError(f"unknown activation {name!r}; expected relu, elu or softplus")
+    if name == "maxmin":
+        return MaxMin()
+    raise ConfigError(f"unknown activation {name!r}; expected relu, elu, softplus or maxmin")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -62,19 +79,23 @@ class DnCNN(Denoiser):
         sn_size: image side on which each layer's operator norm is estimated.
         sn_iters: power-iteration steps per training step.
         sn_mode: ``"normalize"`` (each layer at exactly its bound) or ``"clip"`` (at most its bound).
+        activation: ``relu`` (Zhang et al.) or any of :func:`make_activation`; ``maxmin`` (norm-preserving)
+            is the one that trains well under real spectral normalisation (``width`` must then be even).
 
     Raises:
-        ConfigError: depth < 2, width < 1, or batch norm with ``lipschitz``.
+        ConfigError: depth < 2, width < 1, batch norm with ``lipschitz``, or ``maxmin`` with an odd width.
     """
 
     residual = True
 
     def __init__(self, depth: int = 17, width: int = 64, batchnorm: bool = False, bias: bool = True,
                  noise_map: bool = False, lipschitz: float | None = None, sn_size: int = 32, sn_iters: int = 1,
-                 sn_mode: Literal["normalize", "clip"] = "normalize") -> None:
+                 sn_mode: Literal["normalize", "clip"] = "normalize", activation: Activation = "relu") -> None:
         super().__init__()
         if depth < 2 or width < 1:
             raise ConfigError(f"DnCNN: need depth >= 2 and width >= 1, got depth={depth}, width={width}")
+        if activation == "maxmin" and width % 2:
+            raise ConfigError(f"DnCNN: activation maxmin pairs channels and needs an even width, got width={width}")
         if lipschitz is not None and batchnorm:
             raise ConfigError("DnCNN: batchnorm=True cannot be combined with lipschitz (real spectral "
                               "normalisation): batch norm divides by batch statistics, an unbounded gain; "
@@ -83,12 +104,12 @@ class DnCNN(Denoiser):
             raise ConfigError(f"DnCNN: lipschitz must be > 0, got {lipschitz}")
         self.noise_map = noise_map
         cin = 2 + int(noise_map)
-        layers: list[nn.Module] = [nn.Conv2d(cin, width, 3, padding=1, bias=bias), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [nn.Conv2d(cin, width, 3, padding=1, bias=bias), make_activation(activation)]
         for _ in range(depth - 2):
             layers.append(nn.Conv2d(width, width, 3, padding=1, bias=bias and not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(width))
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(make_activation(activation))
         layers.append(nn.Conv2d(width, 2, 3, padding=1, bias=bias))
         self.net = nn.Sequential(*layers)
         self._lipschitz = lipschitz

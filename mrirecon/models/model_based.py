@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrirecon.data.sample import KSpaceSample
-from mrirecon.errors import ConfigError, DTypeError, ShapeError
+from mrirecon.errors import ConfigError, DTypeError, MissingWeightsError, ShapeError
 from mrirecon.operators.linop import Linop, check_tensor
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.deq import DataTerm
@@ -190,8 +190,8 @@ def load_model_based(name_or_path: str, kind: type | tuple[type, ...] | None = N
         the network in eval mode, its parameters frozen.
 
     Raises:
-        ConfigError: neither a file nor a shipped name (lists the shipped names), or a network of another kind.
-        DataError: unreadable file.
+        MissingWeightsError: neither a file nor a shipped name (lists the shipped names).
+        ConfigError: a network of another kind.  DataError: unreadable file.
     """
     from pathlib import Path  # noqa: PLC0415
 
@@ -203,7 +203,8 @@ def load_model_based(name_or_path: str, kind: type | tuple[type, ...] | None = N
         shipped = weights_dir() / f"{name_or_path}.pt"
         if not shipped.is_file():
             names = ", ".join(shipped_denoisers()) or "none"
-            raise ConfigError(f"{who}: {str(name_or_path)!r} is neither a file nor a shipped model (shipped: {names})")
+            raise MissingWeightsError(f"{who}: {str(name_or_path)!r} is neither a file nor a shipped model "
+                                      f"(shipped: {names})")
         p = shipped
     model = model_from_file(p)
     if kind is not None and not isinstance(model, kind):
