@@ -77,10 +77,11 @@ def _train(model: DnCNN, steps: int, lr: float = 1e-3, seed: int = 0) -> DnCNN:
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["normalize", "clip"])
+@pytest.fixture(scope="module", params=[("normalize", "relu"), ("clip", "relu"), ("normalize", "maxmin")])
 def trained_sn(request: pytest.FixtureRequest) -> DnCNN:
-    """A real-SN DnCNN (ε = 0.8) after 20 Adam steps."""
-    cfg = dict(depth=4, width=8, lipschitz=0.8, sn_size=32, sn_mode=request.param)
+    """A real-SN DnCNN (ε = 0.8) after 20 Adam steps (ReLU, or MaxMin as the shipped ``dncnn-sn``)."""
+    mode, act = request.param
+    cfg = dict(depth=4, width=8, lipschitz=0.8, sn_size=32, sn_mode=mode, activation=act)
     return _train(build_model("dncnn", cfg, seed=0), 20)
 
 
@@ -160,3 +161,18 @@ def test_spectral_normalised_layer_scales_to_bound() -> None:
     assert conv_operator_norm(conv, 16, iters=300, dtype=torch.float32) == pytest.approx(0.5, rel=3e-3)
     assert math.isfinite(float(conv.parametrizations.weight[0].sigma))
     _ = to_channels  # (imported API used elsewhere)
+
+
+def test_maxmin_activation_is_norm_preserving_and_1_lipschitz() -> None:
+    from mrirecon.denoisers.architectures import MaxMin
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, 5, 8, 7, 6, generator=g)
+    act = MaxMin()
+    assert torch.allclose(act(a).norm(dim=1), a.norm(dim=1))           # a permutation of each channel pair
+    assert float((act(a) - act(b)).norm()) <= float((a - b).norm()) * (1 + 1e-6)
+    assert torch.equal(act(a)[:, :4], torch.maximum(a[:, :4], a[:, 4:]))
+    with pytest.raises(ConfigError, match="even width"):
+        DnCNN(depth=3, width=7, activation="maxmin")
+    with pytest.raises(ConfigError, match="unknown activation"):
+        DnCNN(depth=3, width=8, activation="tanh")

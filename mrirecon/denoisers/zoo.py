@@ -14,8 +14,6 @@ recipe that trained it, validation PSNR and its Lipschitz certificate). Nothing 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from mrirecon import __version__
+from mrirecon.atomic import atomic_path
 from mrirecon.denoisers.base import Denoiser
 from mrirecon.denoisers.equivariant import EquivariantDenoiser
 from mrirecon.denoisers.registry import build_model, model_config_dict
@@ -97,18 +96,8 @@ def model_from_file(path: str | Path) -> torch.nn.Module:
 
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, info: dict[str, Any] | None = None) -> Path:

@@ -10,14 +10,13 @@ name the key path; the resolved recipe (every value, defaults included) is print
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mrirecon.atomic import atomic_write_text
 from mrirecon.denoisers._config import RawValue, dataclass_from_dict, to_plain
 from mrirecon.errors import ConfigError, DataError
 
@@ -111,16 +110,7 @@ def dump_yaml(doc: Any) -> str:
 def save_yaml(doc: Any, path: str | Path) -> Path:
     """Write :func:`dump_yaml` of ``doc`` to ``path`` atomically (temp file + ``os.replace``)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dump_yaml(doc))
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(p, dump_yaml(doc))
     return p
 
 

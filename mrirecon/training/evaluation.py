@@ -334,20 +334,10 @@ def volume_metrics(vol: Volume, crop: str = "square") -> VolumeMetrics:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+    """Write ``text`` to ``path`` atomically (:mod:`mrirecon.atomic`)."""
+    from mrirecon.atomic import atomic_write_text  # noqa: PLC0415
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
 
 
 def write_report(report: EvalReport, out: Path) -> tuple[Path, Path]:
