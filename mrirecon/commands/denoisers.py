@@ -20,12 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and certificate points (default 0)")
 
 
+def _denoiser_names(shipped: dict) -> list[str]:
+    """The shipped denoisers: weights with a Lipschitz certificate (not the reconstruction networks beside them)."""
+    return [n for n, info in shipped.items() if "certificate" in info]
+
+
 def _stored(names: list[str]) -> int:
     from mrirecon.denoisers import shipped_denoisers
 
     shipped = shipped_denoisers()
     rows = ["| denoiser | model | params | val PSNR (dB) σ=5/15/25 | Lip(I−D) | Lip(2D−I) |", "|---|---|---|---|---|---|"]
-    for name in names or list(shipped):
+    for name in names or _denoiser_names(shipped):
         info = shipped.get(name)
         if info is None:
             raise KeyError(f"no shipped denoiser {name!r}; shipped: {', '.join(shipped) or 'none'}")
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from mrirecon.denoisers import lipschitz_certificate, load_denoiser, shipped_denoisers
     from mrirecon.training.denoiser import psnr_complex, sigma_tag
 
-    names = args.names or list(shipped_denoisers())
+    names = args.names or _denoiser_names(shipped_denoisers())
     images = ImageSlices(resolve_data(args.data), args.key, max_slices=args.slices)
     sigmas = [s / 255 for s in args.sigmas]
     ds = NoisyImages(images, sigmas, seed=args.seed)
