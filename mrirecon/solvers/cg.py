@@ -76,7 +76,7 @@ class ConjugateGradient(Solver[CGState]):
         p = r + self.batch_scalar(beta).to(s.x.dtype) * s.p
         res = torch.sqrt(rr) / self._bnorm.clamp_min(1e-30)
         return with_state(s, x=x, r=r, p=p, rr=rr, iteration=s.iteration + 1, residual=res,
-                          step_size=float(alpha.max()) if alpha.numel() else 0.0)
+                          step_size=float(alpha.detach().max()) if alpha.numel() else 0.0)
 
     def objective(self, s: CGState) -> torch.Tensor:
         """``½<x, (M + λI)x> - Re<b, x>`` (the quadratic CG minimises)."""

@@ -266,6 +266,15 @@ class EquilibriumModule(RecipeModule):
         return loss
 
     def on_after_backward(self) -> None:
+        # A crop of pure background (scale fallback 1, k-space ~1e-6) gives a finite loss but a NaN gradient of
+        # unrolled ADMM's penalty through the CG data step (demo recipe, step 35): skip such updates instead of
+        # letting one batch poison the weights; the count is logged as train/skipped_nonfinite.
+        grads = [q.grad for q in self.parameters() if q.grad is not None]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        if not finite:
+            for g in grads:
+                g.zero_()
+        self.log("train/skipped_nonfinite", 0.0 if finite else 1.0, reduce_fx="sum", batch_size=1)
         rep = self._report
         if rep is not None and rep.backward is not None:
             self._log_dict(rep.backward.summary("bwd/"), "train/", 1)
