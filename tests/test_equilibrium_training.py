@@ -147,7 +147,7 @@ def test_methods_run_and_report(weights: dict[str, Path]) -> None:
     assert r.info["iterations"] == 3
     r = reconstruct(s, "unrolled-admm", weights=str(weights["unrolled"]), iters=5)
     assert r.info["iterations"] == 5
-    with pytest.raises(ConfigError, match="neither a file nor a shipped"):
+    with pytest.raises(ConfigError, match="not a file and not a shipped"):
         reconstruct(s, "deq", weights="no-such-model")
     with pytest.raises(ConfigError, match="expected DEQRecon"):
         reconstruct(s, "deq", weights=str(weights["unrolled"]))

@@ -125,6 +125,22 @@ def save_weights(model: torch.nn.Module, path: str | Path, info: dict[str, Any] 
     return p
 
 
+def weights_path(name_or_path: str | Path, what: str = "model") -> Path:
+    """An existing file, or the shipped ``mrirecon/weights/NAME.pt``.
+
+    Raises:
+        KeyError: neither (the message lists the shipped names).
+    """
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    shipped = weights_dir() / f"{name_or_path}.pt"
+    if not shipped.is_file():
+        names = ", ".join(shipped_denoisers()) or "none"
+        raise KeyError(f"no {what} {str(name_or_path)!r}: not a file and not a shipped {what} (shipped: {names})")
+    return shipped
+
+
 def load_denoiser(name_or_path: str | Path, equivariant: Literal["average", "random"] | None = None,
                   device: str | torch.device | None = None, seed: int = 0) -> Denoiser:
     """A shipped denoiser by name (``"dncnn"``, ``"dncnn-sn"``, ``"dncnn-jac"``, ``"gs-drunet"``) or one from a file.
@@ -142,14 +158,7 @@ def load_denoiser(name_or_path: str | Path, equivariant: Literal["average", "ran
         KeyError: neither a shipped name nor an existing file (the message lists the shipped names).
         DataError: unreadable file.
     """
-    p = Path(name_or_path).expanduser()
-    if not p.is_file():
-        shipped = weights_dir() / f"{name_or_path}.pt"
-        if not shipped.is_file():
-            names = ", ".join(shipped_denoisers()) or "none"
-            raise KeyError(f"no denoiser {str(name_or_path)!r}: not a file and not a shipped denoiser "
-                           f"(shipped: {names})")
-        p = shipped
+    p = weights_path(name_or_path, "denoiser")
     model = model_from_file(p)
     if not isinstance(model, Denoiser):
         raise DataError(f"{p}: model {type(model).__name__} is not a denoiser")

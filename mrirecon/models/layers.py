@@ -64,7 +64,32 @@ class _Double(nn.Sequential):
                          nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.InstanceNorm2d(cout), nn.LeakyReLU(0.2))
 
 
-class SmallUNet(nn.Module):
+class _UNetBody(nn.Module):
+    """The U-Net pass shared by :class:`SmallUNet` and :class:`ConvUNet`: pad to a multiple of ``2^levels``,
+    ``down`` blocks with average pooling between them, ``up`` blocks on the bilinearly upsampled features
+    concatenated with the skips, the ``out`` convolution, crop back."""
+
+    levels: int
+    down: nn.ModuleList
+    up: nn.ModuleList
+    out: nn.Conv2d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = 2 ** self.levels
+        x = F.pad(x, (0, (-w) % m, 0, (-h) % m))
+        skips = []
+        for i, blk in enumerate(self.down):
+            x = blk(F.avg_pool2d(x, 2) if i else x)
+            skips.append(x)
+        for j, blk in enumerate(self.up):
+            skip = skips[self.levels - 1 - j]
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = blk(torch.cat([x, skip], dim=1))
+        return self.out(x)[..., :h, :w]
+
+
+class SmallUNet(_UNetBody):
     """A U-Net (instance norm, leaky ReLU, average pooling, bilinear upsampling) for any image size.
 
     Inputs are zero-padded to a multiple of ``2^levels`` and cropped back. The output convolution starts
@@ -92,24 +117,9 @@ class SmallUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        m = 2 ** self.levels
-        x = F.pad(x, (0, (-w) % m, 0, (-h) % m))
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = F.avg_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for j, block in enumerate(self.up):
-            skip = skips[self.levels - 1 - j]
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skip], dim=1))
-        return self.out(x)[..., :h, :w]
 
 
-class ConvUNet(nn.Module):
+class ConvUNet(_UNetBody):
     """A U-Net without normalisation layers (3×3 convolutions, ``activation``, average pooling, bilinear upsampling).
 
     Two convolutions per level, ``width · 2^l`` channels at level ``l``; inputs are zero-padded to a multiple of
@@ -141,16 +151,3 @@ class ConvUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        m = 2 ** self.levels
-        x = F.pad(x, (0, (-w) % m, 0, (-h) % m))
-        skips = []
-        for i, blk in enumerate(self.down):
-            x = blk(F.avg_pool2d(x, 2) if i else x)
-            skips.append(x)
-        for j, blk in enumerate(self.up):
-            skip = skips[self.levels - 1 - j]
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = blk(torch.cat([x, skip], dim=1))
-        return self.out(x)[..., :h, :w]

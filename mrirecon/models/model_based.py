@@ -193,19 +193,13 @@ def load_model_based(name_or_path: str, kind: type | tuple[type, ...] | None = N
         MissingWeightsError: neither a file nor a shipped name (lists the shipped names).
         ConfigError: a network of another kind.  DataError: unreadable file.
     """
-    from pathlib import Path  # noqa: PLC0415
-
     import mrirecon.models  # noqa: F401,PLC0415  (registers the networks)
-    from mrirecon.denoisers.zoo import model_from_file, shipped_denoisers, weights_dir  # noqa: PLC0415
+    from mrirecon.denoisers.zoo import model_from_file, weights_path  # noqa: PLC0415
 
-    p = Path(name_or_path).expanduser()
-    if not p.is_file():
-        shipped = weights_dir() / f"{name_or_path}.pt"
-        if not shipped.is_file():
-            names = ", ".join(shipped_denoisers()) or "none"
-            raise MissingWeightsError(f"{who}: {str(name_or_path)!r} is neither a file nor a shipped model "
-                                      f"(shipped: {names})")
-        p = shipped
+    try:
+        p = weights_path(name_or_path)
+    except KeyError as exc:
+        raise MissingWeightsError(f"{who}: {exc.args[0]}") from None
     model = model_from_file(p)
     if kind is not None and not isinstance(model, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
