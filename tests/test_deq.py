@@ -389,3 +389,19 @@ def test_iterates_stay_in_the_support_of_the_coil_maps() -> None:
     assert float(admm(admm.init(x0))[..., :2, :].abs().max()) == 0
     assert DataTerm(A, y).support is None                       # maps nonzero everywhere: no restriction
     assert DataTerm(B, data.y, restrict_support=False).support is None
+
+
+def test_scale_of_an_image_of_isolated_values_is_its_maximum_not_one() -> None:
+    """A crop of background noise: the 3x3 median of |x_ls| is zero everywhere, so the scale falls back to the plain
+    maximum (data normalised to O(1)), and only all-zero data keep the scale 1."""
+    from mrirecon.models.model_based import prepare_problem
+    from mrirecon.operators.fft import FFT
+
+    A = FFT((9, 8))
+    x = torch.zeros(2, 9, 8, dtype=C128)
+    x[0, 2, 3] = 3e-6
+    x[0, 6, 5] = -2e-6j
+    p = prepare_problem(A(x), A, init_iters=2)
+    assert float(p.scale[0]) == pytest.approx(3e-6, rel=1e-6)
+    assert float(p.scale[1]) == 1.0
+    assert float(p.x0[0].abs().max()) == pytest.approx(1.0, rel=1e-6)

@@ -81,10 +81,12 @@ def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: i
     nd = len(A.ishape)
     with torch.no_grad():
         x_ls = raw.ls_init(init_iters)
-        if nd >= 2:
-            s = robust_max(x_ls).reshape(x_ls.shape[0], -1).amax(dim=1)
-        else:
-            s = x_ls.abs().reshape(x_ls.shape[0], -1).amax(dim=1)
+        peak = x_ls.abs().reshape(x_ls.shape[0], -1).amax(dim=1)
+        s = robust_max(x_ls).reshape(x_ls.shape[0], -1).amax(dim=1) if nd >= 2 else peak
+        # the median filter zeroes an image of isolated values (a crop of background): fall back to the plain
+        # maximum, then to 1 for all-zero data. (Leaving such data unnormalised, ~1e-6, made the CG's backward
+        # underflow to NaN gradients in training.)
+        s = torch.where(s > 1e-6 * peak, s, peak)
         s = torch.where(s > 0, s, torch.ones_like(s))
     sy = s.reshape(-1, *([1] * len(A.oshape))).to(y.dtype)
     sx = s.reshape(-1, *([1] * nd)).to(x_ls.dtype)

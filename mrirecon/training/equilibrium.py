@@ -266,9 +266,9 @@ class EquilibriumModule(RecipeModule):
         return loss
 
     def on_after_backward(self) -> None:
-        # A crop of pure background (scale fallback 1, k-space ~1e-6) gives a finite loss but a NaN gradient of
-        # unrolled ADMM's penalty through the CG data step (demo recipe, step 35): skip such updates instead of
-        # letting one batch poison the weights; the count is logged as train/skipped_nonfinite.
+        # A second line of defence: a batch with a finite loss but a non-finite gradient (seen once: a crop of
+        # background left unnormalised, whose CG backward underflowed; the scale estimate now normalises it) is
+        # skipped instead of poisoning the weights; the count is logged as train/skipped_nonfinite.
         grads = [q.grad for q in self.parameters() if q.grad is not None]
         finite = all(bool(torch.isfinite(g).all()) for g in grads)
         if not finite:
