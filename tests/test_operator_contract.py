@@ -136,3 +136,20 @@ def test_replace_returns_new_operator() -> None:
     assert not torch.allclose(E.N(x), E2.N(x))
     with pytest.raises(TypeError, match="unknown argument"):
         E.replace(masks=mask)
+
+
+@pytest.mark.parametrize("multi_set", [False, True])
+@pytest.mark.parametrize("mask_kind", ["lines", "2d"])
+def test_sense_is_sample_after_fft_after_coil_expand(multi_set: bool, mask_kind: str) -> None:
+    """``Sense(maps, mask)`` is the composition ``Sample ∘ FFT ∘ CoilExpand``: forward, adjoint and the fast normal."""
+    c, h, w = 4, 9, 8
+    maps = _rand((2, c, h, w) if multi_set else (c, h, w), 31)
+    g = torch.Generator().manual_seed(32)
+    mask = (torch.rand((1, 1, w) if mask_kind == "lines" else (1, h, w), generator=g) > 0.5).double()
+    E = ops.Sense(maps, mask, multi_set=multi_set)
+    composed = ops.Sample(mask, (c, h, w)) @ ops.FFT((c, h, w)) @ ops.CoilExpand(maps, multi_set=multi_set)
+    x = _rand(E.ishape, 33)
+    y = _rand(E.oshape, 34)
+    torch.testing.assert_close(E(x), composed(x))
+    torch.testing.assert_close(E.H(y), composed.H(y))
+    torch.testing.assert_close(E.N(x), composed.H(composed(x)))
