@@ -386,3 +386,31 @@ def test_recon_with_espirit_maps(capsys: pytest.CaptureFixture[str], tiny_demo: 
         gt = np.abs(h["image"][0])
     brain = gt > 0.2 * gt.max()
     assert np.linalg.norm((x - gt)[brain]) / np.linalg.norm(gt[brain]) < 0.1
+
+
+@pytest.mark.parametrize("method", ["sense", "cs-wavelet", "cs-tv"])
+def test_recon_classical_methods_through_the_cli_equal_the_library(capsys: pytest.CaptureFixture[str], knee: Path,
+                                                                   tmp_path: Path, method: str) -> None:
+    """``recon --method sense|cs-wavelet|cs-tv --lam --iters`` runs the registered method on what it read: the same
+    images as :func:`mrirecon.methods.reconstruct` on the same k-space, mask and maps (given as files)."""
+    from mrirecon.data.sample import KSpaceSample
+    from mrirecon.methods import reconstruct
+    from mrirecon.operators.masks import MaskSpec
+
+    m = MaskSpec("equispaced", 2, 0.3).make((24, 19), 0).numpy()
+    np.save(tmp_path / "mask.npy", m)
+    g = np.random.default_rng(0)
+    maps = (g.standard_normal((4, 24, 19)) + 1j * g.standard_normal((4, 24, 19))).astype(np.complex64)
+    maps /= np.sqrt((np.abs(maps) ** 2).sum(0, keepdims=True))
+    np.save(tmp_path / "maps.npy", maps)
+    rc, _, err = cli(capsys, "recon", knee, "-o", tmp_path / "r.npy", "--method", method, "--maps", "file",
+                     "--maps-file", tmp_path / "maps.npy", "--mask", tmp_path / "mask.npy", "--no-crop",
+                     "--slices", "1:2", "--lam", "0.01", "--iters", "7")
+    assert rc == 0, err
+    got = np.load(tmp_path / "r.npy")
+    with h5py.File(knee, "r") as f:
+        k = torch.from_numpy(f["kspace"][1]) * torch.from_numpy(m)
+    sample = KSpaceSample(kspace=k.to(torch.complex64), mask=torch.from_numpy(m), maps=torch.from_numpy(maps))
+    ref = reconstruct(sample, method, lam=0.01, iters=7).image.numpy()
+    assert got.shape == (1, *ref.shape[-2:])
+    np.testing.assert_allclose(got[0], ref.reshape(got.shape[1:]), rtol=1e-4, atol=1e-5 * np.abs(ref).max())
