@@ -319,6 +319,12 @@ def test_mrd_stream_equals_hdf5(base: Path, tmp_path: Path) -> None:
     raw = read_ismrmrd(stream)
     np.testing.assert_array_equal(raw.kspace, ref.kspace)
     assert raw.index == ref.index
+    # and through the command line: the stream reconstructs to the same image as the HDF5 file
+    from mrirecon.cli import main
+
+    assert main(["recon", str(stream), "-o", str(tmp_path / "s.npy")]) == 0
+    assert main(["recon", str(base), "-o", str(tmp_path / "h.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "h.npy"))
 
 
 def test_header_for_kspace_describes_the_array(base: Path) -> None:
