@@ -153,3 +153,21 @@ def test_sense_is_sample_after_fft_after_coil_expand(multi_set: bool, mask_kind:
     torch.testing.assert_close(E(x), composed(x))
     torch.testing.assert_close(E.H(y), composed.H(y))
     torch.testing.assert_close(E.N(x), composed.H(composed(x)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mri_operators_on_cuda_match_the_cpu() -> None:
+    """FFT, Sense (forward, adjoint, fast normal; line and 2D masks) and a composition give the CPU's results on CUDA."""
+    c, h, w = 4, 12, 10
+    maps = _rand((c, h, w), 41)
+    x = _rand((h, w), 42)
+    g = torch.Generator().manual_seed(43)
+    for mask in ((torch.rand(1, 1, w, generator=g) > 0.5).double(), (torch.rand(1, h, w, generator=g) > 0.5).double()):
+        E = ops.Sense(maps, mask)
+        Ec = ops.Sense(maps.cuda(), mask.cuda())
+        y = E(x)
+        torch.testing.assert_close(Ec(x.cuda()).cpu(), y)
+        torch.testing.assert_close(Ec.H(y.cuda()).cpu(), E.H(y))
+        torch.testing.assert_close(Ec.N(x.cuda()).cpu(), E.N(x))
+    F = ops.FFT((h, w))
+    torch.testing.assert_close(F(x.cuda()).cpu(), F(x))
