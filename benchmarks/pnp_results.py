@@ -12,8 +12,8 @@ tolerance; a run whose iterates blow up is reported as diverged (``divergence=st
     python benchmarks/pnp_results.py --split test --accels 4 8 --slices 12 --json results.json
 
 Rows (``--rows`` picks a subset by key): zf, sense, cs-wavelet, pnp-admm (plain DnCNN), pnp-admm-sn (real
-spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive), pnp-fbs-sn, gs-pnp,
-pnp-admm-eq (random rotations/flips). A row whose weights are not installed is reported and skipped. ``--weights NAME=PATH`` substitutes a weights file
+spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive; the default denoiser), pnp-fbs-sn, pnp-fbs-jac,
+gs-pnp, pnp-admm-eq and pnp-admm-eq-jac (random rotations/flips). A row whose weights are not installed is reported and skipped. ``--weights NAME=PATH`` substitutes a weights file
 for a shipped name (e.g. while the shipped weights are not available).
 """
 from __future__ import annotations
@@ -40,8 +40,11 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pnp-admm-sn": ("PnP-ADMM, real-SN DnCNN", "pnp-admm", {"weights": "dncnn-sn"}),
     "pnp-admm-jac": ("PnP-ADMM, firmly non-expansive (Jacobian-penalised) DnCNN", "pnp-admm", {"weights": "dncnn-jac"}),
     "pnp-fbs-sn": ("PnP-FBS, real-SN DnCNN", "pnp-fbs", {"weights": "dncnn-sn"}),
+    "pnp-fbs-jac": ("PnP-FBS, Jacobian-penalised DnCNN (default)", "pnp-fbs", {"weights": "dncnn-jac"}),
     "gs-pnp": ("GS-PnP, GS-DRUNet", "gs-pnp", {"weights": "gs-drunet"}),
     "pnp-admm-eq": ("equivariant PnP-ADMM, real-SN DnCNN", "pnp-admm-equivariant", {"weights": "dncnn-sn"}),
+    "pnp-admm-eq-jac": ("equivariant PnP-ADMM, Jacobian-penalised DnCNN (default)", "pnp-admm-equivariant",
+                        {"weights": "dncnn-jac"}),
 }
 PNP_METHODS = {"pnp-admm", "pnp-fbs", "gs-pnp", "pnp-admm-equivariant"}
 
