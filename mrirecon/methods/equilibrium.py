@@ -111,6 +111,14 @@ def _check(options: Any, who: str) -> None:
         raise ConfigError(f"method {who!r}: divergence must be 'stop' or 'raise', got {options.divergence!r}")
 
 
+def _timed_inference(model: Any, sample: KSpaceSample) -> tuple[torch.Tensor, float]:
+    """``model(sample)`` without gradients, and its wall time in seconds."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        image = model(sample)
+    return image, time.perf_counter() - t0
+
+
 def _report_info(report: Any, seconds: float, who: str, divergence: str) -> dict[str, Any]:
     fwd = report
     diverged = bool(fwd.diverged.any())
@@ -138,10 +146,7 @@ def deq(sample: KSpaceSample, options: DEQOptions) -> ReconResult:
     assert isinstance(model, DEQRecon)
     model.configure(max_iter=int(options.iters), tol=float(options.tol), anderson=bool(options.anderson),
                     memory=int(options.memory))
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        image = model(sample)
-    seconds = time.perf_counter() - t0
+    image, seconds = _timed_inference(model, sample)
     assert model.last_report is not None
     rep = model.last_report.forward
     return ReconResult(image=image, history=rep.history, info=_report_info(rep, seconds, "deq", options.divergence))
@@ -197,10 +202,7 @@ def unrolled_admm(sample: KSpaceSample, options: UnrolledADMMOptions) -> ReconRe
     model = load_model_based(options.weights, UnrolledADMM, "unrolled-admm: weights")
     assert isinstance(model, UnrolledADMM)
     model.configure(iterations=options.iters or model.iterations, tol=float(options.tol))
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        image = model(sample)
-    seconds = time.perf_counter() - t0
+    image, seconds = _timed_inference(model, sample)
     hist = model.last_history
     assert hist is not None
     info = {"iterations": hist.iterations, "residual": hist.residual[-1] if hist.residual else float("nan"),

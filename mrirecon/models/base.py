@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import DataError, DTypeError, ShapeError
+
+if TYPE_CHECKING:  # models sit below data (STYLE.md §1): the sample type is only named here
+    from mrirecon.data.sample import KSpaceSample
 
 
 def complex_to_channels(x: torch.Tensor) -> torch.Tensor:
@@ -49,10 +52,11 @@ def zero_filled_scale(kspace: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
 
     A sample of all zeros gets ``s = 1`` (nothing to scale).
     """
+    from mrirecon.operators.coils import rss  # noqa: PLC0415
     from mrirecon.operators.fft import ifft2c  # noqa: PLC0415
 
     with torch.no_grad():
-        img = ifft2c(kspace).abs().pow(2).sum(dim=-3).sqrt()
+        img = rss(ifft2c(kspace))
         s = img.flatten(-2).amax(dim=-1)
     return torch.where(s > eps, s, torch.ones_like(s))
 
@@ -166,14 +170,12 @@ def shipped_path(name_or_path: str | Path) -> Path:
     Raises:
         KeyError: neither a file nor a shipped name (lists the shipped reconstruction networks).
     """
-    from mrirecon.denoisers.zoo import shipped_denoisers, weights_dir  # noqa: PLC0415
+    from mrirecon.denoisers.zoo import shipped_denoisers, weights_path  # noqa: PLC0415
 
-    p = Path(name_or_path).expanduser()
-    if p.is_file():
-        return p
-    shipped = weights_dir() / f"{name_or_path}.pt"
-    if shipped.is_file():
-        return shipped
+    try:
+        return weights_path(name_or_path)
+    except KeyError:
+        pass
     names = ", ".join(n for n, info in shipped_denoisers().items()
                       if _is_recon_name(info.get("model", {}).get("name"))) or "none"
     raise KeyError(f"no reconstruction network {str(name_or_path)!r}: not a file and not a shipped name "

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError, DTypeError, MissingWeightsError, ShapeError
 from mrirecon.operators.linop import Linop, check_tensor
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.deq import DataTerm
+
+if TYPE_CHECKING:  # models sit below data (STYLE.md §1): the sample type is only named here
+    from mrirecon.data.sample import KSpaceSample
 
 
 def softplus_inverse(v: float) -> float:

@@ -196,8 +196,3 @@ class PDNet(ReconModel):
             f = f + df
         x_bar = f[:, 0] + self.theta * (f[:, 0] - x_old)
         return f, hd, x_bar
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

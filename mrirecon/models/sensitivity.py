@@ -21,7 +21,7 @@ from torch import nn
 from mrirecon.errors import DataError
 from mrirecon.models.base import channels_to_complex, complex_to_channels
 from mrirecon.models.layers import SmallUNet
-from mrirecon.operators.coils import acs_size
+from mrirecon.operators.coils import acs_size, rss
 from mrirecon.operators.fft import ifft2c
 
 
@@ -61,7 +61,7 @@ def rss_normalise(maps: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
     The denominator is clamped to ``rel_eps`` times its maximum per item, so pixels without signal stay
     near zero instead of dividing by zero (and gradients stay finite).
     """
-    norm = maps.abs().pow(2).sum(dim=-3, keepdim=True).sqrt()
+    norm = rss(maps).unsqueeze(-3)
     floor = norm.detach().flatten(-3).amax(dim=-1).clamp_min(1e-30).reshape(*norm.shape[:-3], 1, 1, 1) * rel_eps
     return maps / torch.maximum(norm, floor)
 

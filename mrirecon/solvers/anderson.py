@@ -44,7 +44,7 @@ from typing import Literal
 
 import torch
 
-from mrirecon.errors import ConfigError, NonFiniteError
+from mrirecon.errors import ConfigError, NonFiniteError, ShapeError
 from mrirecon.solvers.base import Solver, State, with_state
 
 Criterion = Literal["relative", "mse"]
@@ -216,8 +216,6 @@ class FixedPointSolver(Solver[FixedPointState]):
         x = s.x
         f = self.T(x)
         if not isinstance(f, torch.Tensor) or f.shape != x.shape or f.dtype != x.dtype:
-            from mrirecon.errors import ShapeError  # noqa: PLC0415
-
             raise ShapeError(f"{self.name}: T must map {list(x.shape)} {x.dtype} to the same shape and dtype, got "
                              f"{list(getattr(f, 'shape', []))} {getattr(f, 'dtype', type(f).__name__)}")
         f = f.detach()

@@ -31,10 +31,7 @@ from mrirecon.operators.imaging import Blur
 from mrirecon.operators.linop import Compose, Identity, Linop, Multiply, check_tensor, finite_checks
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.cg import ConjugateGradient
-
-
-def _sum_trailing(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    return t.sum(dim=tuple(range(-ndim, 0))) if ndim else t
+from mrirecon.solvers.terms import _sum_trailing
 
 
 class DataProx:

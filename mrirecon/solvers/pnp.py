@@ -59,7 +59,7 @@ import torch
 
 from mrirecon.errors import ConfigError
 from mrirecon.operators.linop import Linop, finite_checks
-from mrirecon.solvers.base import Solver, State, with_state
+from mrirecon.solvers.base import Solver, State, batch_norm, with_state
 from mrirecon.solvers.dataprox import DataProx, check_image, data_prox
 
 
@@ -141,9 +141,8 @@ class _PnPBase:
 
     def _reference(self, x: torch.Tensor, ndim: int) -> torch.Tensor:
         """``‖x_0‖`` per batch element (``‖A^H y‖`` where ``x_0 = 0``; 1 where both are zero)."""
-        dims = tuple(range(-ndim, 0))
-        ref = torch.linalg.vector_norm(x, dim=dims)
-        alt = torch.linalg.vector_norm(self.data.aty, dim=dims)
+        ref = batch_norm(x, ndim)
+        alt = batch_norm(self.data.aty, ndim)
         alt = torch.broadcast_to(alt, ref.shape) if alt.ndim <= ref.ndim else alt
         ref = torch.where(ref > 0, ref, alt)
         return torch.where(ref > 0, ref, torch.ones_like(ref))
@@ -379,7 +378,8 @@ class GradientStepPnP(_PnPBase, Solver[GSPnPState]):
             fn = float(self.data(xn).sum())
             gn, grad = self.potential(xn, True)
             Fn = fn + self.lam * gn
-            d2 = float(self.norm(s.x - xn).pow(2).sum())
+            step_norm = self.norm(s.x - xn)
+            d2 = float(step_norm.pow(2).sum())
             if math.isfinite(Fn) and F0 - Fn >= (self.gamma / tau) * self.lam * d2:
                 break
             if not math.isfinite(Fn) and not math.isfinite(F0):
@@ -389,7 +389,7 @@ class GradientStepPnP(_PnPBase, Solver[GSPnPState]):
             if tau < self.min_step:
                 return with_state(s, iteration=s.iteration + 1, residual=torch.zeros_like(s.ref), step_size=tau,
                                   backtracks=backtracks, stalled=True)
-        res = self.norm(xn - s.x) / s.ref
+        res = step_norm / s.ref
         return with_state(s, x=xn, f=fn, g=gn, grad_g=grad, tau=tau, iteration=s.iteration + 1, residual=res,
                           step_size=tau, backtracks=backtracks)
 

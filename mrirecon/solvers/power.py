@@ -6,10 +6,12 @@ from collections.abc import Callable, Sequence
 import torch
 
 from mrirecon.operators.linop import Linop, finite_checks
+from mrirecon.solvers.base import batch_norm
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(x).reshape(-1).norm() if x.is_complex() else x.reshape(-1).norm()
+    """The Euclidean norm of the whole tensor."""
+    return batch_norm(x, x.ndim)
 
 
 def power_iteration(op: Linop | Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int] | None = None,

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from torch.utils.data import Sampler
+
+from mrirecon.errors import ConfigError
 
 
 class StepSampler(Sampler[int]):
@@ -39,3 +42,25 @@ class StepSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.steps * self.batch
+
+
+def split_folders(source: str, root: str, train: str, val: str) -> tuple[Path, Path]:
+    """The train and val folders of a recipe's ``data:`` section (the demo dataset is built on first use).
+
+    Args:
+        source: ``"demo"`` (the embedded demo dataset; ``root`` overrides its location) or ``"files"``.
+        root: the dataset root; the split folders are relative to it unless absolute.
+        train, val: the split folders.
+
+    Raises:
+        ConfigError: ``source: files`` without ``root`` and with relative split folders.
+    """
+    if source == "demo":
+        from mrirecon.data.demo import demo_root  # noqa: PLC0415
+
+        base = Path(root) if root else Path(demo_root())
+    else:
+        if not root and not (Path(train).is_absolute() and Path(val).is_absolute()):
+            raise ConfigError("data: source 'files' needs data.root (or absolute data.train and data.val)")
+        base = Path(root).expanduser()
+    return base / Path(train).expanduser(), base / Path(val).expanduser()

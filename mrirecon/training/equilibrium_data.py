@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from mrirecon.errors import ConfigError
 from mrirecon.operators.fft import fft2c, ifft2c
 from mrirecon.operators.linop import Linop
+from mrirecon.training.data import split_folders
 
 
 @dataclass
@@ -79,15 +80,7 @@ class EquilibriumDataConfig:
         Raises:
             ConfigError: ``source: files`` without ``root`` (and relative paths).
         """
-        if self.source == "demo":
-            from mrirecon.data.demo import demo_root  # noqa: PLC0415
-
-            root = Path(self.root) if self.root else Path(demo_root())
-        else:
-            if not self.root and not (Path(self.train).is_absolute() and Path(self.val).is_absolute()):
-                raise ConfigError("data: source 'files' needs data.root (or absolute data.train and data.val)")
-            root = Path(self.root).expanduser()
-        return root / Path(self.train).expanduser(), root / Path(self.val).expanduser()
+        return split_folders(self.source, self.root, self.train, self.val)
 
     def maps_paths(self) -> tuple[str, str]:
         """The train and val sidecar folders (``""`` unless ``maps: sidecar``; relative ones under ``root``)."""

@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import torch
 
+from mrirecon.atomic import atomic_write_text
 from mrirecon.data.fastmri import FastMRISliceDataset, _list_files
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.data.transforms import center_crop_or_pad, collate_samples
@@ -339,16 +340,9 @@ def volume_metrics(vol: Volume, crop: str = "square") -> VolumeMetrics:
                          psnr=psnr(gt, pred), ssim=ssim(gt, pred), seconds=vol.seconds)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:mod:`mrirecon.atomic`)."""
-    from mrirecon.atomic import atomic_write_text  # noqa: PLC0415
-
-    atomic_write_text(path, text)
-
-
 def write_report(report: EvalReport, out: Path) -> tuple[Path, Path]:
     """``out/metrics.json`` (settings, aggregate, volumes) and ``out/metrics.csv`` (per volume)."""
     js, cs = out / "metrics.json", out / "metrics.csv"
-    write_text_atomic(js, json.dumps(report.to_dict(), indent=2) + "\n")
-    write_text_atomic(cs, report.csv_text())
+    atomic_write_text(js, json.dumps(report.to_dict(), indent=2) + "\n")
+    atomic_write_text(cs, report.csv_text())
     return js, cs

@@ -41,12 +41,27 @@ class RecipeModule(L.LightningModule):
 
     Args:
         recipe: a task recipe (with ``model``, ``optim`` and ``trainer`` sections).
+
+    A task sets ``skip_nonfinite_grads = True`` to skip (zero) any update whose gradient is not finite although
+    its loss was, logged as ``train/skipped_nonfinite``, instead of letting one batch poison the weights.
     """
+
+    skip_nonfinite_grads: bool = False
 
     def __init__(self, recipe: Any) -> None:
         super().__init__()
         self.recipe = recipe
         self.model = build_model(recipe.model.name, recipe.model.options, seed=recipe.trainer.seed)
+
+    def on_after_backward(self) -> None:
+        if not self.skip_nonfinite_grads:
+            return
+        grads = [q.grad for q in self.parameters() if q.grad is not None]
+        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True  # one sync
+        if not finite:
+            for g in grads:
+                g.zero_()
+        self.log("train/skipped_nonfinite", 0.0 if finite else 1.0, reduce_fx="sum", batch_size=1)
 
     def configure_optimizers(self) -> Any:
         o: OptimConfig = self.recipe.optim

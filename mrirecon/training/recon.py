@@ -37,7 +37,7 @@ from mrirecon.errors import ConfigError, DivergenceError
 from mrirecon.metrics import SSIMLoss
 from mrirecon.models.base import ReconModel
 from mrirecon.operators.masks import MaskSpec
-from mrirecon.training.data import StepSampler
+from mrirecon.training.data import StepSampler, split_folders
 from mrirecon.training.module import RecipeModule
 from mrirecon.training.recipes import ModelSection, OptimConfig, TaskSpec, TrainerConfig, register_task
 
@@ -111,15 +111,7 @@ class ReconDataConfig:
         Raises:
             ConfigError: ``source: files`` without paths.
         """
-        if self.source == "demo":
-            from mrirecon.data.demo import demo_root  # noqa: PLC0415
-
-            root = Path(self.root) if self.root else Path(demo_root())
-        else:
-            if not self.root and not (Path(self.train).is_absolute() and Path(self.val).is_absolute()):
-                raise ConfigError("data: source 'files' needs data.root (or absolute data.train and data.val)")
-            root = Path(self.root).expanduser()
-        return root / Path(self.train).expanduser(), root / Path(self.val).expanduser()
+        return split_folders(self.source, self.root, self.train, self.val)
 
 
 @dataclass
