@@ -29,6 +29,7 @@ import torch
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError
 from mrirecon.methods import ReconResult, register_method
+from mrirecon.methods.history import run_info
 from mrirecon.methods.scaling import bart_scaling
 from mrirecon.operators import Sense, ifft2c
 from mrirecon.solvers import ADMM, FISTA, ConjugateGradient, L1Wavelet, L2Data, TotalVariation, operator_norm_bound, run
@@ -81,9 +82,7 @@ def _unscale(x: torch.Tensor, s: torch.Tensor, multi_set: bool) -> torch.Tensor:
 
 
 def _info(hist: Any, t0: float, s: torch.Tensor, **extra: Any) -> dict[str, Any]:
-    return {"time_s": time.perf_counter() - t0, "iterations": hist.iterations, "converged": hist.converged,
-            "stop_reason": hist.stop_reason, "time_per_iter_s": hist.time_per_iteration(),
-            "scale": s.tolist() if s.ndim else float(s), **extra}
+    return {**run_info(hist, t0), "scale": s.tolist() if s.ndim else float(s), **extra}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,11 +17,12 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mrirecon.atomic import atomic_path
+from mrirecon.atomic import atomic_path, atomic_write_text
 from mrirecon.errors import DataError
 
 FORMAT = "mrirecon-history"
@@ -59,15 +60,17 @@ def history_dict(history: Any) -> dict[str, Any]:
     raise DataError(f"history: expected a History dataclass or a dict, got {type(history).__name__}")
 
 
+def run_info(hist: Any, t0: float) -> dict[str, Any]:
+    """The entries every iterative method's ``info`` holds: wall time since ``t0`` (``time.perf_counter()``),
+    iterations, convergence, stop reason and time per iteration of a :class:`~mrirecon.solvers.History`."""
+    return {"time_s": time.perf_counter() - t0, "iterations": hist.iterations, "converged": hist.converged,
+            "stop_reason": hist.stop_reason, "time_per_iter_s": hist.time_per_iteration()}
+
+
 def history_path(output: str | os.PathLike[str], suffix: str = ".history.json") -> Path:
     """``OUTPUT.history.json`` (the suffix appended to the full output name, e.g. ``recon.h5.history.json``)."""
     p = Path(output)
     return p.with_name(p.name + suffix)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    with atomic_path(path, suffix=".tmp" + path.suffix, fsync=False) as tmp:
-        write(tmp)
 
 
 def history_document(results: Sequence[Any], method: str, slices: Sequence[int] | None = None) -> dict[str, Any]:
@@ -95,7 +98,7 @@ def save_history(results: Sequence[Any], output: str | os.PathLike[str], method:
     """
     path = history_path(output)
     text = json.dumps(history_document(results, method, slices), indent=1, allow_nan=False) + "\n"
-    _atomic_write(path, lambda p: p.write_text(text))
+    atomic_write_text(path, text)
     return path
 
 
@@ -160,9 +163,11 @@ def plot_history(doc_or_results: dict[str, Any] | Sequence[Any], output: str | o
     ax_step.set(xlabel="iteration", ylabel="step", title="step size")
     fig.tight_layout()
     path = history_path(output, ".history.png")
-    _atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    with atomic_path(path, suffix=".tmp.png", fsync=False) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
-__all__ = ["history_dict", "history_document", "history_path", "load_history", "plot_history", "save_history"]
+__all__ = ["history_dict", "history_document", "history_path", "load_history", "plot_history", "run_info",
+           "save_history"]

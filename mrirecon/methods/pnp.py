@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError, DivergenceError, MissingWeightsError
 from mrirecon.methods import ReconResult, register_method
+from mrirecon.methods.history import run_info
 from mrirecon.operators import Sense
 from mrirecon.operators.linop import Linop
 from mrirecon.solvers import ConjugateGradient, run
@@ -368,9 +369,8 @@ def _finish(solver: Solver, x0: torch.Tensor, opts: Any, prob: Problem, t0: floa
         warnings.warn(f"method {who!r}: the iterates diverged at iteration {hist.iterations}; returning the last "
                       f"finite iterate", RuntimeWarning, stacklevel=3)
     image = x * _batch_view(prob.scale, prob.image_ndim).to(x.dtype)
-    info = {"time_s": time.perf_counter() - t0, "iterations": hist.iterations, "converged": hist.converged,
-            "stop_reason": hist.stop_reason, "final_residual": hist.residual[-1] if hist.residual else math.nan,
-            "time_per_iter_s": hist.time_per_iteration(), "scale": prob.scale.tolist(),
+    info = {**run_info(hist, t0), "final_residual": hist.residual[-1] if hist.residual else math.nan,
+            "scale": prob.scale.tolist(),
             "data_step": prob.data.kind, "tol": opts.tol, "weights": opts.weights, **extra}
     return ReconResult(image=image, history=hist, info=info)
 

@@ -20,6 +20,7 @@ import math
 import torch
 
 from mrirecon.errors import DataError
+from mrirecon.operators.coils import rss as coil_rss
 from mrirecon.operators.espirit import calib_region, sampling_pattern
 from mrirecon.operators.fft import ifft2c
 
@@ -61,7 +62,7 @@ def bart_scaling(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torc
         energy = csum[ch:] - csum[:-ch]  # windows starting at 0 .. H - ch
         r0 = int(torch.argmax(energy))
         block = k[:, r0:r0 + ch, c0:c0 + cw]
-        rss = ifft2c(block).abs().pow(2).sum(dim=0).sqrt().reshape(-1)
+        rss = coil_rss(ifft2c(block), dim=0).reshape(-1)
         rescale = math.sqrt(H * W / (ch * cw))
         vals = torch.sort(rss).values / rescale
         n = vals.numel()
