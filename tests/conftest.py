@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,12 @@ def ismrmrd_tools() -> dict[str, str]:
     if missing:
         pytest.skip(f"ISMRMRD tools not installed ({', '.join(missing)}; apt-get install ismrmrd-tools)")
     return {n.removeprefix("ismrmrd_"): p for n, p in tools.items()}  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module of tiny problems (more threads only add synchronisation latency)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

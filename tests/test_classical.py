@@ -16,14 +16,8 @@ from mrirecon.methods.scaling import bart_scaling
 from mrirecon.operators import Sense, dense_matrix
 from tests.conftest import run_tool
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def _bart_layout(k: torch.Tensor) -> np.ndarray:
     """ours ``[C, H, W]`` -> BART ``[H, W, 1, C]``."""

@@ -18,14 +18,7 @@ from mrirecon.solvers.deq import (ADMMMap, DataTerm, FixedPointLayer, ForwardBac
 
 C128 = torch.complex128
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny problems only lose to thread start-up and oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
 def gen(seed: int = 0) -> torch.Generator:

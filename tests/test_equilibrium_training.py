@@ -14,14 +14,7 @@ from mrirecon.errors import ConfigError
 from mrirecon.training.equilibrium import bound_factor, jacobian_norm
 from mrirecon.training.run import load_recipe, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny problems only lose to thread start-up and oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
 RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo"]

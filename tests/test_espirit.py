@@ -21,14 +21,8 @@ from mrirecon.operators.espirit import (
 from mrirecon.operators.fft import ifft2c
 from tests.conftest import run_tool
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one thread (a second one only adds synchronisation latency on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def _to_ours(arr: np.ndarray) -> torch.Tensor:
     """BART ``[X, Y, 1, C(, M)]`` -> ours ``[(M,) C, X, Y]``."""

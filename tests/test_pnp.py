@@ -24,13 +24,7 @@ from mrirecon.solvers import GradientStepPnP, PnPADMM, PnPFBS, contraction_bound
 
 H, W, C = 12, 11, 8
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
 def _sense_problem(seed: int = 0, R: int = 2, coils: int = C) -> tuple[Sense, torch.Tensor, torch.Tensor]:

@@ -22,13 +22,7 @@ from mrirecon.solvers import contraction_bound
 
 H, W, C = 24, 20, 8
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
 def _phantom(g: torch.Generator) -> torch.Tensor:

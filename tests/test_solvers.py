@@ -23,14 +23,7 @@ from mrirecon.solvers import (
 
 C, H, W = 3, 9, 7
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny problems: one thread (two threads only add synchronisation latency on a loaded machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
 def _problem(seed: int = 0, batch: tuple[int, ...] = ()) -> tuple[Sense, torch.Tensor, torch.Tensor]:

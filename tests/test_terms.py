@@ -12,13 +12,7 @@ from mrirecon.solvers import L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariati
 
 H, W = 9, 7
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
 def _randc(*shape: int, seed: int = 0) -> torch.Tensor:
