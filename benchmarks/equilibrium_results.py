@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+
+from benchmarks._common import load_split, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -43,19 +44,6 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "unrolled-admm": ("unrolled ADMM, T = 8 (unrolled-admm-demo)", "unrolled-admm", {"weights": "unrolled-admm-demo"}),
 }
 
-
-def load_split(split: str, accel: float, cf: float, n: int) -> tuple[Any, Any, list[int]]:
-    from mrirecon.data.demo import demo_root
-    from mrirecon.data.fastmri import FastMRISliceDataset
-    from mrirecon.operators.masks import MaskSpec
-
-    root = Path(demo_root()) / split
-    ds = FastMRISliceDataset(root, mask=MaskSpec("equispaced", accel, cf), fixed_masks=True)
-    full = FastMRISliceDataset(root)
-    idx = list(range(len(ds)))
-    if n and n < len(ds):
-        idx = sorted({int(round(v)) for v in np.linspace(0, len(ds) - 1, n)})
-    return ds, full, idx
 
 
 def slice_maps(kspace: torch.Tensor, kind: str) -> torch.Tensor:
@@ -164,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     results["table"], results["anderson_table"] = table, atable
     print("\n".join(table) + "\n\n" + "\n".join(atable))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
-        tmp.replace(args.json)
-        print(f"wrote {args.json}")
+        write_json(args.json, results)
     return 0
 
 

@@ -22,6 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
+from benchmarks._common import save_figure  # noqa: E402
+
 ROWS = [("zero-filled", "zf", {}), ("SENSE", "sense", {}), ("CS-wavelet", "cs-wavelet", {}),
         ("PnP-ADMM (real-SN)", "pnp-admm", {"weights": "dncnn-sn"}),
         ("PnP-FBS (real-SN)", "pnp-fbs", {"weights": "dncnn-sn"}),
@@ -92,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_title(label, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(args.out)
+    save_figure(fig, args.out, dpi=120)
     print("\n".join(lines))
     print(f"wrote {args.out}")
     return 0

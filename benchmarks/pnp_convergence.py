@@ -22,6 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
+from benchmarks._common import save_figure  # noqa: E402
+
 VARIANTS = [("PnP-ADMM, plain DnCNN", "admm", "dncnn", "none"),
             ("PnP-ADMM, real-SN DnCNN", "admm", "dncnn-sn", "none"),
             ("PnP-ADMM, Jacobian-penalised DnCNN", "admm", "dncnn-jac", "none"),
@@ -111,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 title=f"{sample.meta.file} slice {sample.meta.slice}, {args.accel:g}x equispaced")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(args.out)
+    save_figure(fig, args.out, dpi=110)
     print("\n".join(lines))
     print(f"wrote {args.out}")
     return 0

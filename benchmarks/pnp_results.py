@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+
+from benchmarks._common import load_split, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -54,19 +55,6 @@ def parse_value(text: str) -> Any:
 
     return yaml.safe_load(text)
 
-
-def load_split(split: str, accel: float, center_fraction: float, n_slices: int) -> tuple[Any, Any, list[int]]:
-    from mrirecon.data.demo import demo_root
-    from mrirecon.data.fastmri import FastMRISliceDataset
-    from mrirecon.operators.masks import MaskSpec
-
-    root = Path(demo_root()) / split
-    ds = FastMRISliceDataset(root, mask=MaskSpec("equispaced", accel, center_fraction), fixed_masks=True)
-    full = FastMRISliceDataset(root)
-    idx = list(range(len(ds)))
-    if n_slices and n_slices < len(ds):
-        idx = sorted({round(v) for v in np.linspace(0, len(ds) - 1, n_slices)})
-    return ds, full, idx
 
 
 def truth_image(root: Path, meta: Any) -> np.ndarray:
@@ -190,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     results["table"] = table
     print("\n".join(table))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
-        tmp.replace(args.json)
-        print(f"wrote {args.json}")
+        write_json(args.json, results)
     return 0
 
 

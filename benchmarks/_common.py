@@ -1,0 +1,38 @@
+"""Shared plumbing of the result benchmarks: the demo split with fixed masks, atomic JSON and figure outputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrirecon.atomic import atomic_path, atomic_write_text
+
+
+def load_split(split: str, accel: float, center_fraction: float, n_slices: int) -> tuple[Any, Any, list[int]]:
+    """The demo ``split`` undersampled by fastMRI's equispaced masks (fixed per file and slice), the same slices
+    fully sampled, and ``n_slices`` evenly spaced indices (0: all)."""
+    from mrirecon.data.demo import demo_root
+    from mrirecon.data.fastmri import FastMRISliceDataset
+    from mrirecon.operators.masks import MaskSpec
+
+    root = Path(demo_root()) / split
+    ds = FastMRISliceDataset(root, mask=MaskSpec("equispaced", accel, center_fraction), fixed_masks=True)
+    full = FastMRISliceDataset(root)
+    idx = list(range(len(ds)))
+    if n_slices and n_slices < len(ds):
+        idx = sorted({int(round(v)) for v in np.linspace(0, len(ds) - 1, n_slices)})
+    return ds, full, idx
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """``doc`` as indented JSON, written atomically."""
+    atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")
+    print(f"wrote {path}")
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> None:
+    """A matplotlib figure as PNG, written atomically."""
+    with atomic_path(path, suffix=".tmp.png", fsync=False) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
