@@ -252,6 +252,10 @@ class _FastMRIBase(torch.utils.data.Dataset):
         """Set the epoch that seeds training masks (call before each epoch, or use :class:`EpochSampler`)."""
         self.epoch = int(epoch)
 
+    def open_file(self, path: str) -> contextlib.AbstractContextManager[h5py.File]:
+        """One of the dataset's files, read-only, through its per-process handle cache (not closed on exit)."""
+        return self._handles.open(path)
+
     def close(self) -> None:
         """Close the cached HDF5 handles of this process."""
         self._handles.close()

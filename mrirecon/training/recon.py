@@ -160,21 +160,19 @@ class ImageTargets(Dataset):
     def __getitem__(self, key: Any) -> KSpaceSample:
         import dataclasses  # noqa: PLC0415
 
-        import h5py  # noqa: PLC0415
-
         from mrirecon.errors import DataError  # noqa: PLC0415
 
         sample = self.ds[key]
         index = key[0] if isinstance(key, tuple) else key
         fi, sl = self.ds.records[index % len(self.ds)]
         path = self.ds.files[fi].path
-        with h5py.File(path, "r") as f:
+        with self.ds.open_file(path) as f:  # the handle the dataset just used: no second open per item
             if self.key not in f:
                 raise DataError(f"{path}: field {self.key!r} is missing (data.target={self.key} needs a complex "
                                 f"ground truth in every file, as the demo dataset has)")
             img = torch.from_numpy(np.abs(f[self.key][sl]).astype(np.float32))
-            if path not in self._max:
-                self._max[path] = float(max(np.abs(f[self.key][i]).max() for i in range(f[self.key].shape[0])))
+            if path not in self._max:  # once per file
+                self._max[path] = float(np.abs(f[self.key][()]).max())
         size = sample.target.shape[-2:] if sample.target is not None else sample.meta.recon_size
         meta = dataclasses.replace(sample.meta, max_value=self._max[path])
         return sample.replace(target=center_crop_or_pad(img, size), meta=meta)
