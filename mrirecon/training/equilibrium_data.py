@@ -226,15 +226,21 @@ class ValidationSet(Dataset):
 
     def __init__(self, slices: SliceTargets, fwd: ForwardModelConfig) -> None:
         self.slices, self.fwd = slices, fwd
+        self._last: tuple[int, dict[str, Any]] | None = None  # the accelerations of a slice are consecutive items
 
     def __len__(self) -> int:
         return len(self.slices) * len(self.fwd.val_accelerations)
+
+    def _slice(self, j: int) -> dict[str, Any]:
+        if self._last is None or self._last[0] != j:
+            self._last = (j, self.slices[j])
+        return self._last[1]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         from mrirecon.data.fastmri import mask_seed  # noqa: PLC0415
 
         j, a = divmod(i, len(self.fwd.val_accelerations))
-        item = dict(self.slices[j])
+        item = dict(self._slice(j))
         accel = self.fwd.val_accelerations[a]
         h, w = item["kspace"].shape[-2:]
         mask = self.fwd.mask_spec(self.fwd.val_mask, accel).make((h, w), mask_seed(item["file"], item["slice"]))
