@@ -60,6 +60,18 @@ _METHOD_MODULES: list[str] = ["mrirecon.methods.classical", "mrirecon.methods.pn
                               "mrirecon.methods.equilibrium"]
 
 
+def check_iters_tol(who: str, iters: int | None, tol: float, min_iters: int = 0) -> None:
+    """The checks every iterative method makes of its ``iters`` (None: the method's own default) and ``tol``.
+
+    Raises:
+        ConfigError: ``iters < min_iters`` or ``tol`` negative or NaN (the message names the method).
+    """
+    if iters is not None and iters < min_iters:
+        raise ConfigError(f"method {who!r}: iters must be >= {min_iters}, got {iters}")
+    if not tol >= 0:
+        raise ConfigError(f"method {who!r}: tol must be >= 0, got {tol}")
+
+
 def register_method(name: str, options: type, needs_maps: bool, description: str
                     ) -> Callable[[Callable[[KSpaceSample, Any], ReconResult]], Callable[[KSpaceSample, Any], ReconResult]]:
     """Decorator: register ``run(sample, options) -> ReconResult`` under ``name``."""

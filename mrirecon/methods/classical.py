@@ -28,7 +28,7 @@ import torch
 
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError
-from mrirecon.methods import ReconResult, register_method
+from mrirecon.methods import ReconResult, check_iters_tol, register_method
 from mrirecon.methods.history import run_info
 from mrirecon.methods.scaling import bart_scaling
 from mrirecon.operators import Sense, ifft2c
@@ -58,10 +58,7 @@ def zero_filled(sample: KSpaceSample, options: ZeroFilledOptions) -> ReconResult
 def _check_common(name: str, lam: float, iters: int, tol: float) -> None:
     if not lam >= 0:
         raise ConfigError(f"method {name!r}: lam must be >= 0, got {lam}")
-    if iters < 0:
-        raise ConfigError(f"method {name!r}: iters must be >= 0, got {iters}")
-    if not tol >= 0:
-        raise ConfigError(f"method {name!r}: tol must be >= 0, got {tol}")
+    check_iters_tol(name, iters, tol)
 
 
 def _scaled_problem(sample: KSpaceSample, scale: bool) -> tuple[Sense, torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ import torch
 
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError, DivergenceError
-from mrirecon.methods import ReconResult, register_method
+from mrirecon.methods import ReconResult, check_iters_tol, register_method
 
 OnDivergence = Literal["raise", "stop"]
 
@@ -102,11 +102,7 @@ class UnrolledADMMOptions:
 
 
 def _check(options: Any, who: str) -> None:
-    iters = getattr(options, "iters", None)
-    if iters is not None and iters < 1:
-        raise ConfigError(f"method {who!r}: iters must be >= 1, got {iters}")
-    if not options.tol >= 0:
-        raise ConfigError(f"method {who!r}: tol must be >= 0, got {options.tol}")
+    check_iters_tol(who, getattr(options, "iters", None), options.tol, min_iters=1)
     if getattr(options, "divergence", "stop") not in ("stop", "raise"):
         raise ConfigError(f"method {who!r}: divergence must be 'stop' or 'raise', got {options.divergence!r}")
 

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError, DivergenceError, MissingWeightsError
-from mrirecon.methods import ReconResult, register_method
+from mrirecon.methods import ReconResult, check_iters_tol, register_method
 from mrirecon.methods.history import run_info
 from mrirecon.operators import Sense
 from mrirecon.operators.linop import Linop
@@ -378,10 +378,7 @@ def _finish(solver: Solver, x0: torch.Tensor, opts: Any, prob: Problem, t0: floa
 def _check(who: str, iters: int, tol: float, sigma: float | None = None) -> None:
     if sigma is not None and not (sigma > 0 and math.isfinite(sigma)):
         raise ConfigError(f"method {who!r}: sigma must be a positive number, got {sigma}")
-    if iters < 0:
-        raise ConfigError(f"method {who!r}: iters must be >= 0, got {iters}")
-    if not tol >= 0:
-        raise ConfigError(f"method {who!r}: tol must be >= 0, got {tol}")
+    check_iters_tol(who, iters, tol)
 
 
 def _certificate(opts: Any, den: torch.nn.Module, prob: Problem, kind: str) -> dict[str, Any]:
