@@ -92,19 +92,27 @@ def test_cs_wavelet_matches_bart_on_phantom(phantom_case: dict) -> None:
     lam = 0.005
     run_tool(c["bart"], "pics", "-S", "-R", f"W:7:0:{lam}", "-i", "100", c["dir"] / "ksp", c["dir"] / "maps",
              c["dir"] / "wav")
-    theirs = torch.from_numpy(read_cfl(c["dir"] / "wav").reshape(128, 128).copy())
+    theirs = torch.from_numpy(read_cfl(c["dir"] / "wav").reshape(128, 128).copy()).abs()
     sample = KSpaceSample(kspace=c["ksp"], mask=c["mask"], maps=c["maps"])
-    psnrs = []
-    for seed in range(3):  # cycle spinning is random: compare with the mean over shift sequences
-        ours = reconstruct(sample, "cs-wavelet", lam=lam, iters=100, seed=seed).image
-        assert _nrmse(ours.abs(), theirs.abs()) <= 0.05
-        psnrs.append(_psnr(c["gt"], ours.abs()))
+    # 1. BART's frame and shift generator (seed 0 = BART's rand_r state 1) reproduce pics itself.
+    bart_mode = reconstruct(sample, "cs-wavelet", lam=lam, iters=100, transform="bart").image.abs()
+    assert _nrmse(bart_mode, theirs) <= 1e-5  # measured 6e-7
+    assert abs(_psnr(c["gt"], bart_mode) - _psnr(c["gt"], theirs)) <= 1e-3
+    # 2. Our default (orthonormal periodic wavelets, exact prox) against BART's algorithm. Cycle
+    # spinning makes the PSNR of one run a random variable (std ~0.3-0.4 dB over shift sequences
+    # here; BART's own sequence happens to land at the top, 44.54 dB), so compare the means over
+    # 8 shift sequences each: BART's algorithm through (1), which equals BART for seed 0.
+    ours, bart_alg = [], []
+    for seed in range(8):
+        x = reconstruct(sample, "cs-wavelet", lam=lam, iters=100, seed=seed).image.abs()
+        assert _nrmse(x, theirs) <= 0.05
+        ours.append(_psnr(c["gt"], x))
+        bart_alg.append(_psnr(c["gt"], reconstruct(sample, "cs-wavelet", lam=lam, iters=100, seed=seed,
+                                                   transform="bart").image.abs()))
     zf = reconstruct(sample, "zf").image.abs()
-    assert float(np.mean(psnrs)) > _psnr(c["gt"], zf) + 3
-    # Measured: ours 44.1-44.2 dB (mean over shift sequences, std 0.2 dB) vs BART 44.5 dB here, and
-    # within 0.1 dB on the 320² benchmark problem. BART's transform is not the same one (symmetric
-    # extension, redundant bands at the borders, another decimation phase from level 2 on).
-    assert abs(float(np.mean(psnrs)) - _psnr(c["gt"], theirs.abs())) <= 0.5
+    assert float(np.mean(ours)) > _psnr(c["gt"], zf) + 3
+    # measured: ours 44.01 dB, BART's algorithm 44.04 dB (means over seeds 0-7)
+    assert abs(float(np.mean(ours)) - float(np.mean(bart_alg))) <= 0.3
 
 
 @pytest.mark.bart
@@ -120,8 +128,12 @@ def test_cs_wavelet_matches_bart_on_real_brain(bart: str, bart_brain: Path, tmp_
     ksp = _ours(k, (8, 180, 230))
     maps = _ours(read_cfl(tmp_path / "maps"), (8, 180, 230))
     mask = (ksp != 0).any(dim=0).float()
-    ours = reconstruct(KSpaceSample(kspace=ksp, mask=mask, maps=maps), "cs-wavelet", lam=lam, iters=100).image
+    sample = KSpaceSample(kspace=ksp, mask=mask, maps=maps)
+    ours = reconstruct(sample, "cs-wavelet", lam=lam, iters=100).image
     assert _nrmse(ours.abs(), theirs.abs()) <= 0.05
+    # BART's own frame (180 x 230: per-axis levels, W goes one level deeper) reproduces pics
+    bart_mode = reconstruct(sample, "cs-wavelet", lam=lam, iters=100, transform="bart").image
+    assert _nrmse(bart_mode.abs(), theirs.abs()) <= 1e-5  # measured 4e-6
 
 
 @pytest.mark.bart

@@ -6,8 +6,17 @@ import pytest
 import pywt
 import torch
 
+from mrirecon.errors import ConfigError
 from mrirecon.operators import FiniteDifference, Sense, Wavelet
-from mrirecon.operators.wavelets import auto_levels
+from mrirecon.operators.wavelets import (
+    BartRandShift,
+    _bart_analysis,
+    _bart_synthesis,
+    auto_levels,
+    bart_axis_levels,
+    bart_wavelet_filters,
+    bart_wavelet_threshold,
+)
 from mrirecon.solvers import L1, L1Wavelet, L2Data, Term, Tikhonov, TotalVariation
 
 H, W = 9, 7
@@ -82,6 +91,7 @@ def test_l1_wavelet_cycle_spinning_is_seeded_and_exact() -> None:
     b = L1Wavelet(0.2, (16, 12), levels=2, seed=3)
     pa, pb = a.prox(v, 1.0), b.prox(v, 1.0)
     assert torch.equal(pa, pb) and a.last_shift == b.last_shift
+    assert torch.backends.mkldnn.enabled  # the wavelet convolutions' oneDNN bypass is switched back
     W_s = a.W.replace(shift=a.last_shift)
     expected = W_s.H(torch.sgn(W_s(v)) * torch.clamp(W_s(v).abs() - 0.2, min=0))
     assert torch.allclose(pa, expected, atol=1e-12)
@@ -111,6 +121,59 @@ def test_wavelet_levels_follow_bart_rule_and_are_orthonormal() -> None:
     assert torch.allclose(y.abs().pow(2).sum(), x.abs().pow(2).sum())
     kinds = {k for _, _, k in Wt.band_slices()}
     assert {"LL", "LH", "HL", "HH", "pass"} <= kinds
+
+
+@pytest.mark.parametrize("name", ["db1", "db2", "db4"])
+@pytest.mark.parametrize("n", [7, 16, 17, 45])
+def test_bart_frame_level_matches_pywavelets_symmetric(name: str, n: int) -> None:
+    x = torch.from_numpy(np.random.default_rng(n).standard_normal((3, n)))
+    dec, rec = bart_wavelet_filters(name)
+    lo, hi = _bart_analysis(x, -1, dec)
+    cA, cD = pywt.dwt(x.numpy(), name, mode="symmetric", axis=-1)
+    np.testing.assert_allclose(lo.numpy(), cA, atol=1e-12)
+    np.testing.assert_allclose(hi.numpy(), cD, atol=1e-12)
+    np.testing.assert_allclose(_bart_synthesis(lo, hi, n, -1, rec).numpy(),
+                               pywt.idwt(cA, cD, name, mode="symmetric", axis=-1)[..., :n], atol=1e-12)
+    np.testing.assert_allclose(_bart_synthesis(lo, hi, n, -1, rec).numpy(), x.numpy(), atol=1e-12)
+
+
+def test_bart_threshold_is_a_left_inverse_with_per_axis_levels() -> None:
+    # 20 x 70: H stops after one level (band 11 < 16), W goes on alone (36, 19, 11): BART's rule
+    assert [bart_axis_levels(n) for n in (20, 70, 128, 180, 230)] == [2, 4, 5, 5, 6]
+    x = _randc(2, 20, 70, seed=11)
+    assert torch.allclose(bart_wavelet_threshold(x, 0.0, (3, 17)), x, atol=1e-12)
+    y = bart_wavelet_threshold(x, 0.5, (3, 17))
+    assert float((y - x).abs().max()) > 0.1  # thresholds something
+    with pytest.raises(ConfigError, match="too small"):
+        bart_wavelet_threshold(_randc(2, 9), 0.1)
+
+
+def test_bart_shift_generator_is_glibc_rand_r() -> None:
+    import ctypes
+    import ctypes.util
+
+    assert [BartRandShift(1).rand_r() for _ in range(1)] == [476707713]  # glibc rand_r(&1)
+    gen = BartRandShift(1)
+    shifts = [gen.draw((128, 128)) for _ in range(3)]
+    assert all(0 <= s <= 32 for sh in shifts for s in sh)
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None or "libc.so" not in libc_name:
+        return  # not glibc: the recorded value above is the check
+    libc = ctypes.CDLL(libc_name)
+    state, ours = ctypes.c_uint(12345), BartRandShift(12345)
+    assert [libc.rand_r(ctypes.byref(state)) for _ in range(500)] == [ours.rand_r() for _ in range(500)]
+
+
+def test_l1_wavelet_bart_transform_options() -> None:
+    term = L1Wavelet(0.1, (20, 24), transform="bart", seed=2)
+    assert term.linop is None
+    v = _randc(20, 24, seed=3)
+    p = term.prox(v, 1.0)
+    assert torch.allclose(p, bart_wavelet_threshold(v, 0.1, term.last_shift))
+    with pytest.raises(ConfigError, match="transform"):
+        L1Wavelet(0.1, (20, 24), transform="haar")
+    with pytest.raises(ConfigError, match="levels"):
+        L1Wavelet(0.1, (20, 24), levels=2, transform="bart")
 
 
 def test_finite_difference_fourier_eigenvalues() -> None:

@@ -134,6 +134,8 @@ class WaveletOptions:
         bart_output: return BART's output, the last gradient-step point ``z - step·∇f(z)`` (BART's loop
             ends with the data-consistency step), instead of the last prox output.
         scale: apply BART's data scaling.
+        transform: ``"orthonormal"`` (periodic orthonormal wavelets, exact prox) or ``"bart"``
+            (BART's symmetric-extension frame and its shift generator: reproduces ``bart pics``).
     """
 
     lam: float = 0.01
@@ -146,6 +148,7 @@ class WaveletOptions:
     step: float | None = None
     bart_output: bool = True
     scale: bool = True
+    transform: str = "orthonormal"
 
 
 @register_method("cs-wavelet", WaveletOptions, needs_maps=True,
@@ -156,7 +159,10 @@ def cs_wavelet(sample: KSpaceSample, options: WaveletOptions) -> ReconResult:
     t0 = time.perf_counter()
     A, y, s = _scaled_problem(sample, options.scale)
     shape = A.ishape
-    reg = L1Wavelet(options.lam, shape, options.wavelet, options.levels, options.cycle_spin, options.seed)
+    reg = L1Wavelet(options.lam, shape, options.wavelet, options.levels, options.cycle_spin, options.seed,
+                    transform=options.transform)
+    if options.transform == "bart" and options.cycle_spin:
+        reg.draw_shift()  # BART's loop starts with a prox of the zero image, which spends one draw
     data = L2Data(A, y)
     step = options.step if options.step is not None else 0.95 / operator_norm_bound(A)
     solver = FISTA(data, reg, step=step, return_gradient_step=options.bart_output, max_iter=options.iters,

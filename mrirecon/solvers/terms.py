@@ -39,7 +39,7 @@ from mrirecon.errors import ConfigError
 from mrirecon.operators.finite_diff import FiniteDifference
 from mrirecon.operators.linop import Linop, finite_checks
 from mrirecon.operators.sense import Sense
-from mrirecon.operators.wavelets import Wavelet
+from mrirecon.operators.wavelets import BartRandShift, Wavelet, bart_wavelet_threshold
 from mrirecon.solvers.power import power_iteration
 
 
@@ -345,25 +345,43 @@ class L1Wavelet(Term):
     ``W_s^H soft(W_s v, τλ)``. All coefficients are thresholded, the coarsest band included (as in
     BART). The value ``f(x)`` and ``linop`` use the unshifted transform.
 
+    ``transform="bart"`` swaps in BART's own frame and generator instead (see
+    :func:`~mrirecon.operators.wavelets.bart_wavelet_threshold`): half-sample symmetric extension with
+    redundant border coefficients, per-axis levels, and shifts from glibc's ``rand_r`` started at
+    ``1 + seed`` (``seed=0`` is the sequence of ``bart pics``). With the same data, maps and λ, FISTA
+    with it reproduces ``bart pics -R W:3:0:λ`` to float rounding (tested: NRMSE < 1e-5 after 100
+    iterations). That frame is not tight, so its ``prox`` (BART's ``W⁺ soft(W v)``) is not the exact
+    prox of ``λ‖W v‖₁``; ``linop`` is ``None`` then (ADMM/PDHG need the orthonormal transform), and
+    ``f(x)`` is the L1 norm of the orthonormal coefficients.
+
     Args:
         lam: weight λ ≥ 0.
         shape: image shape ``(..., H, W)`` (leading dims, e.g. map sets, are transformed separately).
         wavelet: ``"db1"`` … ``"db8"`` (default ``"db2"``, BART's ``dau2``).
-        levels: decomposition levels (``None``: BART's rule, bands ≥ 16).
+        levels: decomposition levels (``None``: BART's rule, bands ≥ 16; orthonormal transform only).
         cycle_spin: draw a random shift per prox call.
         seed: seed of the shift generator (``torch.Generator``, not the global RNG).
+        transform: ``"orthonormal"`` (default) or ``"bart"``.
     """
 
+    TRANSFORMS = ("orthonormal", "bart")
+
     def __init__(self, lam: float, shape: Sequence[int], wavelet: str = "db2", levels: int | None = None,
-                 cycle_spin: bool = True, seed: int = 0) -> None:
+                 cycle_spin: bool = True, seed: int = 0, transform: str = "orthonormal") -> None:
         super().__init__(shape)
         if lam < 0:
             raise ConfigError(f"L1Wavelet: lam must be >= 0, got {lam}")
+        if transform not in self.TRANSFORMS:
+            raise ConfigError(f"L1Wavelet: transform must be one of {self.TRANSFORMS}, got {transform!r}")
+        if transform == "bart" and levels is not None:
+            raise ConfigError("L1Wavelet: transform='bart' uses BART's own levels; leave levels=None")
         self.lam = float(lam)
         self.W = Wavelet(self.shape[-2:], wavelet, levels)
-        self.linop = self.W
+        self.transform = transform
+        self.linop = self.W if transform == "orthonormal" else None
         self.cycle_spin = cycle_spin
         self.generator = torch.Generator().manual_seed(seed)
+        self.bart_shifts = BartRandShift(1 + seed) if transform == "bart" else None
         self.last_shift: tuple[int, int] = (0, 0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -377,12 +395,18 @@ class L1Wavelet(Term):
 
     def draw_shift(self) -> tuple[int, int]:
         """A random shift in ``[0, 2^(levels+1)]`` per axis (BART's range), reduced modulo the image size."""
+        if self.bart_shifts is not None:
+            dy, dx = self.bart_shifts.draw(self.shape[-2:])
+            return (dy % self.shape[-2], dx % self.shape[-1])
         hi = 2 ** (self.W.levels + 1) + 1
         s = torch.randint(0, hi, (2,), generator=self.generator)
         return (int(s[0]) % self.shape[-2], int(s[1]) % self.shape[-1])
 
     def prox(self, v: torch.Tensor, tau: float) -> torch.Tensor:
         """Exact: ``W_s^H soft(W_s v, τλ)`` (a fresh random ``s`` per call with ``cycle_spin``)."""
+        if self.transform == "bart":
+            self.last_shift = self.draw_shift() if self.cycle_spin else (0, 0)
+            return bart_wavelet_threshold(v, tau * self.lam, self.last_shift, self.W.wavelet)
         W = self.W
         if self.cycle_spin:
             self.last_shift = self.draw_shift()
