@@ -15,7 +15,7 @@ from mrirecon.errors import ConfigError, ShapeError
 
 GENERIC_OPTIONS = ("lam", "iters", "tol", "weights", "seed")
 OUTPUT_SUFFIXES = (".h5", ".npy", ".cfl", ".png", ".nii.gz", ".nii")
-MAPS_MODES = ("espirit", "rss", "file")
+MAPS_MODES = ("espirit", "espirit-bart", "rss", "file")
 
 
 def add_generic_options(p: argparse.ArgumentParser) -> None:
@@ -86,7 +86,8 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, mode: str, *, calib_
     Args:
         kspace: undersampled k-space ``[C, H, W]``.
         mask: its mask (broadcastable).
-        mode: ``"espirit"`` (:func:`mrirecon.operators.espirit.espirit_maps`), ``"rss"``
+        mode: ``"espirit"`` (:func:`mrirecon.operators.espirit.espirit_maps`), ``"espirit-bart"`` (the same
+            with BART's per-pixel eigen-solver, ``eig="bart"``), ``"rss"``
             (:func:`mrirecon.operators.coils.lowres_maps` on the fully sampled centre) or ``"file"`` (``maps``).
         calib_kspace: k-space with separate calibration lines merged in (ISMRMRD), used instead of ``kspace``.
         maps: the slice's maps for ``"file"``.
@@ -104,13 +105,13 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, mode: str, *, calib_
             raise ShapeError(f"{who}maps of shape {list(m.shape)} do not fit k-space {list(kspace.shape)} "
                              f"(expected [(M,) C, H, W])")
         return m
-    if mode == "espirit":
+    if mode in ("espirit", "espirit-bart"):
         try:
             from mrirecon.operators.espirit import espirit_maps
         except ImportError:
-            raise ConfigError("--maps espirit needs mrirecon.operators.espirit, which this installation lacks; "
+            raise ConfigError(f"--maps {mode} needs mrirecon.operators.espirit, which this installation lacks; "
                               "use --maps rss") from None
-        return espirit_maps(k, sets=sets) if sets != 1 else espirit_maps(k)
+        return espirit_maps(k, sets=sets, eig="bart" if mode == "espirit-bart" else "exact")
     if mode == "rss":
         from mrirecon.operators.coils import acs_size, lowres_maps
 

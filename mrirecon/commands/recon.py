@@ -37,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="zf", help="reconstruction method (see --list-methods; default zf)")
     p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     p.add_argument("--maps", choices=MAPS_MODES, default="espirit",
-                   help="coil maps for methods that need them: espirit (default), rss (low-resolution ratio "
-                        "maps), file (--maps-file)")
+                   help="coil maps for methods that need them: espirit (default), espirit-bart (BART's "
+                        "per-pixel eigen-solver: the maps of bart ecalib), rss (low-resolution ratio maps), "
+                        "file (--maps-file)")
     p.add_argument("--maps-file", type=Path, help="maps for --maps file: .npy [S, (M,) C, H, W], .cfl or .h5 sidecar")
     p.add_argument("--slices", help="slice range to reconstruct, e.g. 3 or 2:6 (default: all)")
     g = p.add_argument_group("retrospective undersampling (fully sampled input only)")

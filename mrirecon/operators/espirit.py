@@ -35,6 +35,8 @@ from mrirecon.operators.fft import ifft2c
 CalibSize = int | tuple[int, int] | None
 
 BART_CALIB = 24  # ``ecalib -r`` default
+BART_ORTHITER = 30  # orthogonal iterations per pixel in BART's ``eigenmaps``
+EIG_SOLVERS = ("exact", "bart")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,14 +230,42 @@ def _top_eigen(G: torch.Tensor, sets: int, ref: torch.Tensor) -> tuple[torch.Ten
     vector is multiplied by the conjugate phase of its projection on ``ref``.
     """
     evals, evecs = torch.linalg.eigh(G)
-    evals = evals.flip(-1)[..., :sets]
-    vecs = evecs.flip(-1)[..., :sets]
+    return evals.flip(-1)[..., :sets], _phase_fix(evecs.flip(-1)[..., :sets], ref)
+
+
+def _phase_fix(vecs: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Multiply each eigenvector ``[B, *, C, M]`` by the conjugate phase of its projection on ``ref [B, C]``."""
     extra = vecs.ndim - 3
     r = ref.reshape(ref.shape[0], *([1] * extra), ref.shape[1], 1)
     proj = (r.conj() * vecs).sum(dim=-2, keepdim=True)
     phase = torch.sgn(proj)
     phase = torch.where(proj == 0, torch.ones_like(phase), phase)
-    return evals, vecs * phase.conj()
+    return vecs * phase.conj()
+
+
+def _orthiter_eigen(G: torch.Tensor, sets: int, ref: torch.Tensor, iters: int = BART_ORTHITER
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BART's per-pixel solver: ``iters`` orthogonal iterations of ``G`` from the first ``sets`` unit vectors.
+
+    The eigenvalue estimates are the Gram-Schmidt norms of the last step, as in BART's ``orthiter``.
+    Where two eigenvalues of ``G`` are close, 30 steps do not separate them, and the vector is
+    a mixture: this reproduces BART's maps there too. Same returns as :func:`_top_eigen`.
+    """
+    C = G.shape[-1]
+    V = torch.eye(C, sets, dtype=G.dtype, device=G.device).expand(*G.shape[:-2], C, sets)
+    vals = torch.zeros(*G.shape[:-2], sets, dtype=G.real.dtype, device=G.device)
+    for _ in range(iters):
+        V = G @ V
+        if sets == 1:
+            vals = torch.linalg.vector_norm(V, dim=-2)
+            V = V / vals.unsqueeze(-2).clamp_min(torch.finfo(vals.dtype).tiny)
+        else:
+            V, R = torch.linalg.qr(V)
+            vals = torch.diagonal(R, dim1=-2, dim2=-1).abs()
+    order = torch.argsort(vals, dim=-1, descending=True)
+    vals = torch.gather(vals, -1, order)
+    V = torch.gather(V, -1, order.unsqueeze(-2).expand_as(V))
+    return vals, _phase_fix(V, ref)
 
 
 def _refine(maps: torch.Tensor, lam: torch.Tensor, flagged: torch.Tensor, Ghat: torch.Tensor, ref: torch.Tensor,
@@ -263,8 +293,8 @@ def _refine(maps: torch.Tensor, lam: torch.Tensor, flagged: torch.Tensor, Ghat: 
 
 
 def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6, thresh: float = 0.001,
-                 crop: float = 0.8, sets: int = 1, grid: int | None = 64, return_eigenvalues: bool = False
-                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                 crop: float = 0.8, sets: int = 1, grid: int | None = 64, return_eigenvalues: bool = False,
+                 eig: str = "exact") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """ESPIRiT coil sensitivity maps (BART ``ecalib`` semantics; see the module docstring).
 
     Args:
@@ -280,6 +310,10 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6,
         grid: coarse grid size for the eigen-decomposition (per axis; interpolated to full size), or
             ``None`` to decompose at every pixel (exact, slower).
         return_eigenvalues: also return the eigenvalue maps ``[..., M, H, W]`` (BART's ``ev-maps``).
+        eig: ``"exact"`` (``eigh``: the true eigenvectors) or ``"bart"``: BART's own per-pixel solver,
+            30 orthogonal iterations from the unit vectors at every pixel (``grid`` is ignored). It
+            reproduces ``bart ecalib`` also where two eigenvalues are close and 30 iterations have
+            not converged (there BART's vector is not an eigenvector); slower.
 
     Returns:
         maps ``[..., C, H, W]`` (``sets=1``) or ``[..., M, C, H, W]``, same dtype/device as ``kspace``;
@@ -296,6 +330,8 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6,
         raise ConfigError(f"{who}: kernel must be >= 1, got {kernel}")
     if not 1 <= sets <= C:
         raise ConfigError(f"{who}: sets must be in [1, {C}] (the number of coils), got {sets}")
+    if eig not in EIG_SOLVERS:
+        raise ConfigError(f"{who}: eig must be one of {EIG_SOLVERS}, got {eig!r}")
     if not 0 <= crop < 1 or not thresh >= 0:
         raise ConfigError(f"{who}: need 0 <= crop < 1 and thresh >= 0, got crop={crop}, thresh={thresh}")
     lead = kspace.shape[:-3]
@@ -313,12 +349,13 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6,
         # centred pixel coordinate of coarse sample j (j·n/m in array index) divided by n
         return (torch.arange(m, device=dev, dtype=torch.float64) * (n / m) - n // 2) / n
 
-    gh = H if grid is None or grid >= H else int(grid)
-    gw = W if grid is None or grid >= W else int(grid)
+    gh = H if grid is None or grid >= H or eig == "bart" else int(grid)
+    gw = W if grid is None or grid >= W or eig == "bart" else int(grid)
     Ghat = Ghat.to(torch.complex128)
     ref = _principal_coil_vector(cal)  # [B, C]: the phase reference
     G = _evaluate_gram(Ghat, positions(H, gh), positions(W, gw))  # [B, gh, gw, C, C]
-    lam, vecs = _top_eigen(G.to(kspace.dtype), sets, ref)  # [B, gh, gw, M], [B, gh, gw, C, M]
+    solve = _orthiter_eigen if eig == "bart" else _top_eigen
+    lam, vecs = solve(G.to(kspace.dtype), sets, ref)  # [B, gh, gw, M], [B, gh, gw, C, M]
     maps = vecs.permute(0, 4, 3, 1, 2)  # [B, M, C, gh, gw]
     lam = lam.permute(0, 3, 1, 2)  # [B, M, gh, gw]
     if (gh, gw) != (H, W):
