@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.problems import equispaced_mask, reference_problem
+from benchmarks.problems import bart_phantom_case, reference_problem
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError
 from mrirecon.io.cfl import read_cfl, write_cfl
@@ -17,11 +17,6 @@ from mrirecon.operators import Sense, dense_matrix
 from tests.conftest import run_tool
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
-
-
-def _bart_layout(k: torch.Tensor) -> np.ndarray:
-    """ours ``[C, H, W]`` -> BART ``[H, W, 1, C]``."""
-    return np.moveaxis(k.numpy(), 0, -1)[:, :, None, :]
 
 
 def _ours(arr: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
@@ -45,18 +40,7 @@ def phantom_case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     bart = shutil.which("bart")
     if bart is None:
         pytest.skip("BART is not installed (apt-get install bart)")
-    tmp = tmp_path_factory.mktemp("phantom")
-    run_tool(bart, "phantom", "-x", "128", "-s", "8", "-k", tmp / "full")
-    full = _ours(read_cfl(tmp / "full"), (8, 128, 128))
-    gen = torch.Generator().manual_seed(0)
-    full = full + 0.02 * float(full.abs().max()) / 128 * torch.randn(full.shape, dtype=torch.complex64, generator=gen)
-    mask = equispaced_mask(128, 3, 20)
-    ksp = full * mask
-    write_cfl(tmp / "ksp", _bart_layout(ksp))
-    run_tool(bart, "ecalib", "-m1", tmp / "ksp", tmp / "maps")
-    maps = _ours(read_cfl(tmp / "maps"), (8, 128, 128))
-    gt = Sense(maps).adjoint(full).abs()  # the fully sampled image combined with the same maps
-    return {"bart": bart, "dir": tmp, "ksp": ksp, "mask": mask, "maps": maps, "gt": gt}
+    return {"bart": bart, **bart_phantom_case(bart, tmp_path_factory.mktemp("phantom"))}
 
 
 @pytest.mark.bart
