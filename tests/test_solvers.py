@@ -183,3 +183,30 @@ def test_run_detects_divergence_and_callbacks_stop() -> None:
     A, _, y = _problem(6)
     _, hist = run(ConjugateGradient(A.N, A.H(y), max_iter=100), callback=lambda s, h: s.iteration >= 3)
     assert hist.stop_reason == "callback" and hist.iterations == 3
+
+
+def test_run_stops_when_the_solver_says_done() -> None:
+    """Without an explicit ``tol``, ``run`` asks ``solver.done`` (here: a custom rule, not the residual)."""
+    from dataclasses import dataclass
+
+    from mrirecon.solvers.base import Solver, State, run, with_state
+
+    @dataclass
+    class CountState(State):
+        pass
+
+    class Halver(Solver[CountState]):
+        def init(self, x0: torch.Tensor | None = None) -> CountState:
+            return CountState(x=torch.ones(3) if x0 is None else x0.clone())
+
+        def step(self, s: CountState) -> CountState:
+            x = s.x / 2
+            return with_state(s, x=x, iteration=s.iteration + 1, residual=self.relative_change(x, s.x))
+
+        def done(self, s: CountState) -> bool:
+            return s.iteration >= 4  # the residual stays at 1: only this rule can stop the run
+
+    _, hist = run(Halver(max_iter=50, tol=0.0, ndim=1))
+    assert hist.iterations == 4 and hist.stop_reason == "tol"
+    _, hist = run(Halver(max_iter=50, tol=0.0, ndim=1), tol=1e-3)  # an explicit tol overrides done()
+    assert hist.iterations == 50 and hist.stop_reason == "max_iter"

@@ -186,7 +186,8 @@ def run(solver: Solver[S], x0: torch.Tensor | None = None, *, max_iter: int | No
     Args:
         solver: the method.
         x0: initial iterate (copied) or ``None`` for the solver's default (usually zeros or ``A^H y``).
-        max_iter, tol: override the solver's limits for this run.
+        max_iter, tol: override the solver's limits for this run (without ``tol``, the run stops when
+            ``solver.done(state)`` says so).
         callback: called as ``callback(state, history)`` after every iteration; a truthy return
             value stops the run (``stop_reason="callback"``). A list of callbacks is allowed.
         progress: show a tqdm progress bar (off by default in the library).
@@ -207,7 +208,6 @@ def run(solver: Solver[S], x0: torch.Tensor | None = None, *, max_iter: int | No
     from tqdm import tqdm
 
     n_iter = solver.max_iter if max_iter is None else int(max_iter)
-    tolerance = solver.tol if tol is None else float(tol)
     callbacks: list[Callback] = [] if callback is None else (
         list(callback) if isinstance(callback, (list, tuple)) else [callback])  # type: ignore[list-item]
     hist = History()
@@ -245,7 +245,9 @@ def run(solver: Solver[S], x0: torch.Tensor | None = None, *, max_iter: int | No
                 state = previous
                 break
             best = min(best, res)
-            if tolerance > 0 and res <= tolerance:
+            # an explicit ``tol`` compares the recorded residual; otherwise the solver decides (its
+            # ``done``: the residual against its own ``tol`` by default, per-element flags for fixed points)
+            if (tol > 0 and res <= tol) if tol is not None else solver.done(state):
                 hist.converged, hist.stop_reason = True, "tol"
                 break
             if any(bool(cb(state, hist)) for cb in callbacks):

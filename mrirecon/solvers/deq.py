@@ -112,8 +112,7 @@ def solve_fixed_point(T: FixedPointMap, x0: torch.Tensor, config: FixedPointConf
     solver = FixedPointSolver(T, cfg)
     t0 = time.perf_counter()
     with torch.no_grad():
-        out, hist = run(solver, x0, callback=lambda st, h: solver.done(st), progress=progress,
-                        divergence_factor=float("inf"), raise_on_divergence=False)
+        out, hist = run(solver, x0, progress=progress, divergence_factor=float("inf"), raise_on_divergence=False)
     st = solver.final
     assert st is not None and st.iters is not None and st.res is not None
     assert st.converged is not None and st.diverged is not None
