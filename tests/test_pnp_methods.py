@@ -16,9 +16,10 @@ from mrirecon.denoisers.spectral import converge_spectral_norms, spectral_certif
 from mrirecon.errors import ConfigError, DivergenceError
 from mrirecon.methods import reconstruct
 from mrirecon.methods.history import history_dict, load_history, plot_history, save_history
-from mrirecon.methods.pnp import estimate_noise, robust_max
+from mrirecon.methods.pnp import estimate_noise
 from mrirecon.operators import Sense, dense_matrix, equispaced_mask
 from mrirecon.solvers import contraction_bound
+from mrirecon.solvers.scaling import robust_max
 
 H, W, C = 24, 20, 8
 
@@ -88,6 +89,10 @@ def test_robust_max_ignores_a_spike_and_handles_batches() -> None:
     assert m.shape == (2,) and torch.allclose(m, torch.tensor([1.0, 3.0]))
     assert robust_max(x[0], 2).shape == ()
     assert float(robust_max(torch.ones(2, 9, 7, dtype=torch.complex64), 3)) == 1.0  # multi-set: one scale
+    sparse = torch.zeros(9, 7, dtype=torch.complex64)
+    sparse[::3, ::3] = 1e-3  # isolated values only: the median filter vanishes, the plain maximum is kept
+    assert float(robust_max(sparse, 2)) == pytest.approx(1e-3)
+    assert float(robust_max(torch.zeros(9, 7), 2)) == 1.0
 
 
 def test_noise_estimate_from_the_kspace_edge() -> None:

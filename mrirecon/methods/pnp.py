@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.errors import ConfigError, DivergenceError, MissingWeightsError
@@ -59,6 +58,7 @@ from mrirecon.solvers import ConjugateGradient, run
 from mrirecon.solvers.base import Solver
 from mrirecon.solvers.dataprox import DataProx, data_prox
 from mrirecon.solvers.pnp import GradientStepPnP, PnPADMM, PnPFBS
+from mrirecon.solvers.scaling import robust_max
 
 Equivariance = Literal["none", "random", "average"]
 OnDivergence = Literal["raise", "stop"]
@@ -171,28 +171,6 @@ class GSPnPOptions:
 # ---------------------------------------------------------------------------------------------
 # shared plumbing
 # ---------------------------------------------------------------------------------------------
-def robust_max(x: torch.Tensor, image_dims: int) -> torch.Tensor:
-    """Maximum of the 3×3 median-filtered magnitude per batch element (the last ``image_dims`` dims are one image).
-
-    Args:
-        x: complex ``[..., (M,) H, W]``.
-        image_dims: 2 for ``[H, W]`` images, 3 for multi-set ``[M, H, W]`` (the maximum is over all sets).
-
-    Returns:
-        real ``[...]``.
-    """
-    mag = x.abs()
-    h, w = mag.shape[-2:]
-    flat = mag.reshape(-1, 1, h, w)
-    if h >= 3 and w >= 3:
-        med = F.unfold(F.pad(flat, (1, 1, 1, 1), mode="replicate"), 3).median(dim=1).values
-    else:
-        med = flat.reshape(flat.shape[0], -1)
-    per_image = med.amax(dim=1)
-    lead = mag.shape[:mag.ndim - image_dims]
-    return per_image.reshape(*lead, -1).amax(dim=-1)
-
-
 def estimate_noise(kspace: torch.Tensor, mask: torch.Tensor, edge: float = 0.1) -> torch.Tensor:
     """Noise standard deviation per real/imaginary part of multicoil k-space, per batch element.
 
@@ -265,7 +243,6 @@ def prepare(sample: KSpaceSample, init_iters: int, normalize: bool, cg_iters: in
     x_ls, _ = run(ConjugateGradient(A.N, A.adjoint(y), max_iter=init_iters))
     if normalize:
         s = robust_max(x_ls, nd)
-        s = torch.where(s > 0, s, torch.ones_like(s))
     else:
         s = torch.ones(x_ls.shape[:x_ls.ndim - nd], dtype=x_ls.real.dtype, device=x_ls.device)
     y_n = y / _batch_view(s, 3).to(y.dtype)
@@ -458,4 +435,4 @@ def gs_pnp(sample: KSpaceSample, options: GSPnPOptions) -> ReconResult:
 
 
 __all__ = ["GSPnPOptions", "PnPADMMEquivariantOptions", "PnPADMMOptions", "PnPFBSOptions", "certificate_summary",
-           "estimate_noise", "guarantee", "prepare", "robust_max"]
+           "estimate_noise", "guarantee", "prepare"]

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mrirecon.errors import ConfigError, DTypeError, MissingWeightsError, ShapeError
 from mrirecon.operators.linop import Linop, check_tensor
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.deq import DataTerm
+from mrirecon.solvers.scaling import robust_max
 
 if TYPE_CHECKING:  # models sit below data (STYLE.md §1): the sample type is only named here
     from mrirecon.data.sample import KSpaceSample
@@ -37,17 +37,6 @@ def softplus_inverse(v: float) -> float:
     if not v > 0:
         raise ConfigError(f"a positive parameter is needed, got {v}")
     return v + math.log(-math.expm1(-v))
-
-
-def robust_max(x: torch.Tensor) -> torch.Tensor:
-    """Maximum of the 3×3 median-filtered magnitude of complex images ``[B, H, W]`` -> ``[B]``."""
-    mag = x.abs().reshape(-1, 1, *x.shape[-2:])
-    h, w = mag.shape[-2:]
-    if h >= 3 and w >= 3:
-        med = F.unfold(F.pad(mag, (1, 1, 1, 1), mode="replicate"), 3).median(dim=1).values
-    else:
-        med = mag.flatten(1)
-    return med.amax(dim=1).reshape(x.shape[:-2])
 
 
 @dataclass
@@ -84,13 +73,11 @@ def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: i
     nd = len(A.ishape)
     with torch.no_grad():
         x_ls = raw.ls_init(init_iters)
-        peak = x_ls.abs().reshape(x_ls.shape[0], -1).amax(dim=1)
-        s = robust_max(x_ls).reshape(x_ls.shape[0], -1).amax(dim=1) if nd >= 2 else peak
-        # the median filter zeroes an image of isolated values (a crop of background): fall back to the plain
-        # maximum, then to 1 for all-zero data. (Leaving such data unnormalised, ~1e-6, made the CG's backward
-        # underflow to NaN gradients in training.)
-        s = torch.where(s > 1e-6 * peak, s, peak)
-        s = torch.where(s > 0, s, torch.ones_like(s))
+        if nd >= 2:
+            s = robust_max(x_ls, nd)
+        else:
+            peak = x_ls.abs().reshape(x_ls.shape[0], -1).amax(dim=1)
+            s = torch.where(peak > 0, peak, torch.ones_like(peak))
     sy = s.reshape(-1, *([1] * len(A.oshape))).to(y.dtype)
     sx = s.reshape(-1, *([1] * nd)).to(x_ls.dtype)
     return Problem(data=DataTerm(A, y / sy, cg_iters), x0=x_ls / sx, scale=s)
