@@ -21,6 +21,7 @@ The filters are the orthonormal Daubechies low-pass filters ``db1`` (Haar) to ``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,14 @@ class Wavelet(Linop):
         self.shift = tuple(int(s) for s in shift)
         self._h, self._g = h, g
         self._kernel_cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def replace(self, **changes: Any) -> Linop:
+        """A new transform with some arguments replaced; one with the same wavelet shares the cached filters
+        (cycle spinning builds a shifted transform every iteration)."""
+        new = super().replace(**changes)
+        if isinstance(new, Wavelet) and new.wavelet == self.wavelet:
+            new._kernel_cache = self._kernel_cache
+        return new
 
     def _kernels(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Polyphase analysis and synthesis weights ``[4, 4, P, P]`` (``P = L/2``), cached per dtype/device.

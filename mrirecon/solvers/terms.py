@@ -411,7 +411,6 @@ class L1Wavelet(Term):
         if self.cycle_spin:
             self.last_shift = self.draw_shift()
             W = self.W.replace(shift=self.last_shift)
-            W._kernel_cache = self.W._kernel_cache  # share the cached filters
         t = tau * self.lam
         # Work on the unpacked bands of the stacked real/imaginary parts (no packing, no complex abs),
         # the three detail bands of a level thresholded together.
