@@ -59,6 +59,7 @@ from mrirecon.solvers.base import Solver
 from mrirecon.solvers.dataprox import DataProx, data_prox
 from mrirecon.solvers.pnp import GradientStepPnP, PnPADMM, PnPFBS
 from mrirecon.solvers.scaling import robust_max
+from mrirecon.solvers.terms import operator_norm_bound
 
 Equivariance = Literal["none", "random", "average"]
 OnDivergence = Literal["raise", "stop"]
@@ -405,10 +406,11 @@ def pnp_fbs(sample: KSpaceSample, options: PnPFBSOptions) -> ReconResult:
     prob = prepare(sample, options.init_iters, options.normalize, who=who)
     den = load_prior(options.weights, options.equivariant, options.seed, prob.x0)
     extra = _certificate(options, den, prob, who)
-    solver = PnPFBS(prob.data, None, den, sigma=options.sigma, alpha=options.alpha, max_iter=options.iters,
-                    tol=options.tol)
-    if options.sigma is None:  # the level that balances the step (MAP reading), for noise-map denoisers
-        solver.sigma = math.sqrt(solver.alpha) * prob.noise_or(0.05)
+    # PnPFBS's own default step, computed here because the default σ depends on it
+    alpha = options.alpha if options.alpha is not None else 1.0 / operator_norm_bound(prob.data.A)
+    # default σ: the level that balances the step (MAP reading), for noise-map denoisers
+    sigma = options.sigma if options.sigma is not None else math.sqrt(max(alpha, 0.0)) * prob.noise_or(0.05)
+    solver = PnPFBS(prob.data, None, den, sigma=sigma, alpha=alpha, max_iter=options.iters, tol=options.tol)
     return _finish(solver, prob.x0, options, prob, t0, who, False,
                    {"alpha": solver.alpha, "sigma": solver.sigma, "noise": prob.noise,
                     "equivariant": options.equivariant, **extra})
