@@ -62,7 +62,8 @@ class DataProx:
     def aty(self) -> torch.Tensor:
         """``A^H y`` (computed once)."""
         if self._aty is None:
-            self._aty = self.A._adjoint(self.y)
+            with finite_checks(False):
+                self._aty = self.A._adjoint(self.y)
         return self._aty
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,11 +46,12 @@ from typing import Any, Literal
 import torch
 
 from mrirecon.errors import ConfigError
-from mrirecon.operators.linop import Linop, finite_checks
+from mrirecon.operators.linop import Linop
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.anderson import FixedPointConfig, FixedPointMap, FixedPointSolver
 from mrirecon.solvers.base import History, run
 from mrirecon.solvers.cg import ConjugateGradient
+from mrirecon.solvers.dataprox import DataProx
 
 Backward = Literal["implicit", "jfb"]
 Scalar = float | torch.Tensor
@@ -209,8 +210,12 @@ class FixedPointLayer:
 # ---------------------------------------------------------------------------------------------
 # data term and the iterations
 # ---------------------------------------------------------------------------------------------
-class DataTerm:
-    """``f(x) = ½‖Ax − y‖²``: gradient and a differentiable proximal map (fixed-count CG).
+class DataTerm(DataProx):
+    """``f(x) = ½‖Ax − y‖²`` with a *differentiable* proximal map (a fixed number of CG steps).
+
+    The :class:`~mrirecon.solvers.dataprox.DataProx` interface (``aty``, ``normal``, ``grad``, ``prox``)
+    for trainable iterations: :meth:`prox` runs exactly ``cg_iters`` CG steps (no tolerance test, so
+    no host sync) and accepts a tensor ``α``, so gradients flow to ``v``, ``α`` and ``y``.
 
     **Support.** For SENSE operators the image is restricted to the support of the coil maps (the pixels
     where ``Σ_c |S_c|² > 0``; ESPIRiT maps are zero outside the object): pixels outside are seen by no
@@ -225,14 +230,14 @@ class DataTerm:
         restrict_support: restrict images to the coil maps' support (SENSE operators only).
     """
 
+    kind = "cg-fixed"
+    exact = False
+
     def __init__(self, A: Linop, y: torch.Tensor, cg_iters: int = 10, restrict_support: bool = True) -> None:
         if cg_iters < 1:
             raise ConfigError(f"DataTerm: cg_iters must be >= 1, got {cg_iters}")
-        self.A, self.y, self.cg_iters = A, y, int(cg_iters)
-        self.ndim = len(A.ishape)
-        self._normal = A.N
-        with finite_checks(False):
-            self.aty = A._adjoint(y)
+        super().__init__(A, y)
+        self.cg_iters = int(cg_iters)
         self.support: torch.Tensor | None = None
         if restrict_support and isinstance(A, Sense):
             inside = A.maps.abs().square().sum(dim=-3) > 0
@@ -243,17 +248,8 @@ class DataTerm:
         """``x`` with the pixels outside the support set to zero (``x`` itself when there is no support)."""
         return x if self.support is None else x * self.support
 
-    def normal(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^H A x``."""
-        with finite_checks(False):
-            return self._normal._apply(x)
-
-    def grad(self, x: torch.Tensor) -> torch.Tensor:
-        """``∇f(x) = A^H A x − A^H y``."""
-        return self.normal(x) - self.aty
-
-    def prox(self, v: torch.Tensor, alpha: Scalar) -> torch.Tensor:
-        """``argmin_x ½‖Ax − y‖² + (1/2α)‖x − v‖²`` by ``cg_iters`` CG steps from ``v`` (differentiable in ``v``, ``α``, ``y``)."""
+    def prox(self, v: torch.Tensor, alpha: Scalar, x0: torch.Tensor | None = None) -> torch.Tensor:
+        """``argmin_x ½‖Ax − y‖² + (1/2α)‖x − v‖²`` by ``cg_iters`` CG steps from ``x0`` (default ``v``)."""
         inv = 1.0 / alpha
         rhs = self.aty + inv * v
 
@@ -261,9 +257,10 @@ class DataTerm:
             return self.normal(x) + inv * x
 
         cg = ConjugateGradient(op, rhs, ndim=self.ndim, max_iter=self.cg_iters)
-        state = cg.init(v)
+        state = cg.init(v if x0 is None else x0)
         for _ in range(self.cg_iters):
             state = cg.step(state)
+        self.last_iters = self.cg_iters
         return state.x
 
     def ls_init(self, iters: int) -> torch.Tensor:
