@@ -98,6 +98,47 @@ def line_or_2d_mask(mask: torch.Tensor, kshape: Sequence[int], who: str) -> torc
     return m
 
 
+def batched_inputs(sample: KSpaceSample, who: str, uses_maps: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+    """Validate a sample for a network and add the batch dimension.
+
+    Returns:
+        ``(y [B, C, H, W], mask [B, 1, 1|H, W], maps [B, C, H, W] (y's dtype) or None, unbatched)``.
+
+    Raises:
+        DTypeError: k-space or maps not complex.  ShapeError: k-space not ``[B, C, H, W]``/``[C, H, W]``,
+        a mask that does not fit, maps of another shape (several map sets included).  DataError: maps
+        missing where ``uses_maps``.
+    """
+    y = sample.kspace
+    if not isinstance(y, torch.Tensor) or not y.is_complex():
+        raise DTypeError(f"{who}: kspace must be a complex tensor [B, C, H, W], got "
+                         f"{getattr(y, 'dtype', type(y).__name__)}")
+    unbatched = y.ndim == 3
+    if unbatched:
+        y = y.unsqueeze(0)
+    if y.ndim != 4:
+        raise ShapeError(f"{who}: kspace must be [B, C, H, W] or [C, H, W], got {list(sample.kspace.shape)}")
+    mask = sample.mask
+    if unbatched and mask.ndim == 4:
+        mask = mask.squeeze(0)
+    mask = line_or_2d_mask(mask, y.shape, who).to(y.device)
+    if not uses_maps:
+        return y, mask, None, unbatched
+    maps = sample.maps
+    if maps is None:
+        raise DataError(f"{who}: needs coil sensitivity maps, but the sample (file "
+                        f"{getattr(sample.meta, 'file', '?')}) has none; estimate them (ESPIRiT) first")
+    if not maps.is_complex():
+        raise DTypeError(f"{who}: maps must be complex, got {maps.dtype}")
+    if unbatched:
+        maps = maps.unsqueeze(0)
+    if maps.ndim != 4 or tuple(maps.shape) != tuple(y.shape):
+        raise ShapeError(f"{who}: maps of shape {list(sample.maps.shape)} do not match k-space "
+                         f"{list(sample.kspace.shape)} (one map set [B, C, H, W] is expected)")
+    return y, mask, maps.to(y.dtype), unbatched
+
+
 class ReconModel(nn.Module):
     """Base class of reconstruction networks: ``forward(sample) -> complex image``.
 
@@ -125,34 +166,7 @@ class ReconModel(nn.Module):
             DTypeError, ShapeError: ill-formed sample.  DataError: maps missing where needed, or no
                 calibration region for learned maps.
         """
-        who = type(self).__name__
-        y = sample.kspace
-        if not isinstance(y, torch.Tensor) or not y.is_complex():
-            raise DTypeError(f"{who}: kspace must be a complex tensor [B, C, H, W], got "
-                             f"{getattr(y, 'dtype', type(y).__name__)}")
-        unbatched = y.ndim == 3
-        if unbatched:
-            y = y.unsqueeze(0)
-        if y.ndim != 4:
-            raise ShapeError(f"{who}: kspace must be [B, C, H, W] or [C, H, W], got {list(sample.kspace.shape)}")
-        mask = sample.mask
-        if unbatched and mask.ndim == 4:
-            mask = mask.squeeze(0)
-        mask = line_or_2d_mask(mask, y.shape, who).to(y.device)
-        maps = sample.maps
-        if self.uses_maps:
-            if maps is None:
-                raise DataError(f"{who}: this network uses coil maps, but the sample (file "
-                                f"{getattr(sample.meta, 'file', '?')}) has none; estimate them (ESPIRiT) first")
-            if not maps.is_complex():
-                raise DTypeError(f"{who}: maps must be complex, got {maps.dtype}")
-            if unbatched:
-                maps = maps.unsqueeze(0)
-            if maps.ndim != 4 or tuple(maps.shape) != tuple(y.shape):
-                raise ShapeError(f"{who}: maps of shape {list(sample.maps.shape)} do not match k-space "
-                                 f"{list(sample.kspace.shape)} (one map set [B, C, H, W] is expected)")
-        else:
-            maps = None
+        y, mask, maps, unbatched = batched_inputs(sample, type(self).__name__, self.uses_maps)
         s = zero_filled_scale(y)
         sc = s.reshape(-1, 1, 1, 1).to(y.dtype)
         x = self.reconstruct(y / sc, mask, maps)

@@ -28,8 +28,15 @@ from mrirecon.denoisers.registry import register
 from mrirecon.errors import ConfigError
 from mrirecon.models.model_based import ModelBased, Problem, build_network, softplus_inverse
 from mrirecon.solvers.anderson import FixedPointConfig
-from mrirecon.solvers.deq import (ADMMMap, DataTerm, DEQReport, FixedPointLayer, ForwardBackwardMap, GradientStepMap,
-                                  IterationMap)
+from mrirecon.solvers.deq import (
+    ADMMMap,
+    DataTerm,
+    DEQReport,
+    FixedPointLayer,
+    ForwardBackwardMap,
+    GradientStepMap,
+    IterationMap,
+)
 
 Iteration = Literal["gd", "fbs", "admm"]
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from mrirecon.errors import ConfigError, DTypeError, MissingWeightsError, ShapeError
+from mrirecon.errors import ConfigError, MissingWeightsError, ShapeError
+from mrirecon.models.base import batched_inputs
 from mrirecon.operators.linop import Linop, check_tensor
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.deq import DataTerm
@@ -89,26 +90,8 @@ def sense_operator(sample: KSpaceSample, who: str = "model") -> tuple[torch.Tens
     Raises:
         DataError: no maps.  DTypeError, ShapeError: ill-formed sample, or several map sets.
     """
-    from mrirecon.errors import DataError  # noqa: PLC0415
-
-    y = sample.kspace
-    if not isinstance(y, torch.Tensor) or not y.is_complex():
-        raise DTypeError(f"{who}: kspace must be complex [B, C, H, W] or [C, H, W], got "
-                         f"{getattr(y, 'dtype', type(y).__name__)}")
-    if sample.maps is None:
-        raise DataError(f"{who}: needs coil sensitivity maps; the sample (file "
-                        f"{getattr(sample.meta, 'file', '?')}) has none (estimate them first, e.g. ESPIRiT)")
-    if sample.multi_set:
-        raise ShapeError(f"{who}: one set of coil maps [C, H, W] is supported, got maps of shape "
-                         f"{list(sample.maps.shape)}")
-    unbatched = y.ndim == 3
-    maps, mask = sample.maps.to(y.dtype), sample.mask
-    if unbatched:
-        y, maps = y.unsqueeze(0), maps.unsqueeze(0)
-        mask = mask.unsqueeze(0) if mask.ndim == 3 else mask
-    if y.ndim != 4 or maps.shape != y.shape:
-        raise ShapeError(f"{who}: kspace {list(sample.kspace.shape)} and maps {list(sample.maps.shape)} must both "
-                         f"be [B, C, H, W] (or [C, H, W])")
+    y, mask, maps, unbatched = batched_inputs(sample, who, uses_maps=True)
+    assert maps is not None
     return y, Sense(maps, mask.to(y.real.dtype)), unbatched
 
 
