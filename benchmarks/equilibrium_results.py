@@ -37,10 +37,13 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "sense": ("SENSE (CG)", "sense", {}),
     "cs-wavelet": ("CS L1-wavelet", "cs-wavelet", {}),
     "pnp-admm": ("PnP-ADMM (real-SN DnCNN)", "pnp-admm", {"weights": "dncnn-sn", "divergence": "stop"}),
-    "deq": ("DEQ-GD (deq-demo)", "deq", {"weights": "deq-demo"}),
-    "deq-train": ("DEQ-GD at its training settings (≤ 15 iterations, tol 1e-3)", "deq",
-                  {"weights": "deq-demo", "iters": 15, "tol": 1e-3}),
-    "rerg": ("RERG (rerg-demo)", "deq", {"weights": "rerg-demo"}),
+    "deq": ("DEQ-GD (deq-demo; default: its training budget, ≤ 15 iterations, tol 1e-3)", "deq",
+            {"weights": "deq-demo"}),
+    "deq-fixed-point": ("DEQ-GD towards its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
+                        {"weights": "deq-demo", "iters": 100, "tol": 1e-4}),
+    "rerg": ("RERG (rerg-demo; default: its training budget)", "deq", {"weights": "rerg-demo"}),
+    "rerg-fixed-point": ("RERG towards its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
+                         {"weights": "rerg-demo", "iters": 100, "tol": 1e-4}),
     "unrolled-admm": ("unrolled ADMM, T = 8 (unrolled-admm-demo)", "unrolled-admm", {"weights": "unrolled-admm-demo"}),
 }
 
