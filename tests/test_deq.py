@@ -398,3 +398,67 @@ def test_scale_of_an_image_of_isolated_values_is_its_maximum_not_one() -> None:
     assert float(p.scale[0]) == pytest.approx(3e-6, rel=1e-6)
     assert float(p.scale[1]) == 1.0
     assert float(p.x0[0].abs().max()) == pytest.approx(1.0, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# a DEQ with a certified contraction: T = D ∘ (I − η A^H A), Lip(D) ≤ ε by real spectral normalisation
+# ---------------------------------------------------------------------------------------------
+SN_NET = {"depth": 3, "width": 4, "residual": False, "lipschitz": 0.8, "activation": "maxmin", "sn_size": 16}
+
+
+def test_non_residual_sn_dncnn_bounds_lip_d_and_keeps_its_graph_across_calls() -> None:
+    net = build_model("dncnn", SN_NET, seed=1).double()
+    assert net.lipschitz_bounds() == pytest.approx({"D": 0.8, "I-D": 1.8}, rel=1e-6)
+    assert net.lipschitz_bound() == pytest.approx(1.8)  # the I − D bound that PnP reports stays valid
+    res = build_model("dncnn", {**SN_NET, "residual": True}, seed=1)
+    assert res.lipschitz_bounds() == pytest.approx({"D": 1.8, "I-D": 0.8}, rel=1e-6)
+    # a DEQ calls its network several times before one backward pass: the power-iteration buffer
+    # advances in place between the calls and must not be part of the graph
+    net.train()
+    x = randc(2, 12, 10, seed=3)
+    y = net(x)
+    net(x)
+    y.abs().sum().backward()
+    net.eval()
+    with torch.no_grad():
+        ratios = [float((net(x + d) - net(x)).abs().pow(2).sum().sqrt() / d.abs().pow(2).sum().sqrt())
+                  for d in (1e-3 * randc(2, 12, 10, seed=s) for s in range(5))]
+    assert max(ratios) <= 0.8 * (1 + 1e-3)
+
+
+def test_positive_scalar_with_an_upper_bound() -> None:
+    from mrirecon.models.equilibrium import PositiveScalar
+
+    p = PositiveScalar(1.5, learn=True, upper=2.0)
+    assert float(p().detach()) == pytest.approx(1.5)
+    with torch.no_grad():
+        p.raw.fill_(50.0)
+    assert float(p().detach()) <= 2.0  # saturates at the bound (η = 2/‖A‖² still gives Lip(T) ≤ ε)
+    with pytest.raises(ConfigError):
+        PositiveScalar(2.5, learn=True, upper=2.0)
+
+
+def test_fbs_deq_with_a_certified_contraction_converges_to_one_fixed_point() -> None:
+    A, y, _ = sense_problem(h=12, w=10, seed=31)
+    model = build_model("deq", {"iteration": "fbs", "network_options": SN_NET, "step": 1.5, "step_max": 2.0,
+                                "max_iter": 400, "tol": 1e-9, "anderson": False, "init_iters": 3}, seed=0).double()
+    model.eval()
+    bound = model.contraction_bound()  # ‖A‖ ≤ 1 with normalised maps
+    assert bound is not None and bound <= 0.8 + 1e-6
+    p = model.prepare(y, A)
+    T = model.iteration_map(p.data)
+    with torch.no_grad():
+        # the measured one-step ratio never exceeds the certified bound
+        for s in range(3):
+            u, v = randc(2, 12, 10, seed=40 + s), randc(2, 12, 10, seed=50 + s)
+            num = (T(u) - T(v)).abs().pow(2).sum(dim=(-2, -1)).sqrt()
+            den = (u - v).abs().pow(2).sum(dim=(-2, -1)).sqrt()
+            assert bool((num <= bound * den * (1 + 1e-9)).all())
+        x1 = model.solve(p)
+        rep = model.last_report
+        x0 = 3.0 * randc(2, 12, 10, seed=60)  # another start: the same limit (the fixed point is unique)
+        s, _ = model.layer(T, x0)
+        x2 = T.output(s)
+    assert rep is not None and bool(rep.forward.converged.all())
+    assert torch.allclose(x1, x2, atol=1e-7)
+    assert build_model("deq", {"iteration": "gd", "network_options": SN_NET}, seed=0).contraction_bound() is None

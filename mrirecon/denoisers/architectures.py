@@ -81,6 +81,9 @@ class DnCNN(Denoiser):
         sn_mode: ``"normalize"`` (each layer at exactly its bound) or ``"clip"`` (at most its bound).
         activation: ``relu`` (Zhang et al.) or any of :func:`make_activation`; ``maxmin`` (norm-preserving)
             is the one that trains well under real spectral normalisation (``width`` must then be even).
+        residual: ``D(x) = x − N(x)`` (Zhang et al.; default). ``False``: ``D = N``, so ``lipschitz`` bounds
+            ``Lip(D)`` itself — the condition that makes ``x ↦ D(x − η∇f(x))`` a contraction (a DEQ whose
+            fixed point exists, is unique and is reached, see :meth:`lipschitz_bounds`).
 
     Raises:
         ConfigError: depth < 2, width < 1, batch norm with ``lipschitz``, or ``maxmin`` with an odd width.
@@ -90,8 +93,10 @@ class DnCNN(Denoiser):
 
     def __init__(self, depth: int = 17, width: int = 64, batchnorm: bool = False, bias: bool = True,
                  noise_map: bool = False, lipschitz: float | None = None, sn_size: int = 32, sn_iters: int = 1,
-                 sn_mode: Literal["normalize", "clip"] = "normalize", activation: Activation = "relu") -> None:
+                 sn_mode: Literal["normalize", "clip"] = "normalize", activation: Activation = "relu",
+                 residual: bool = True) -> None:
         super().__init__()
+        self.residual = bool(residual)
         if depth < 2 or width < 1:
             raise ConfigError(f"DnCNN: need depth >= 2 and width >= 1, got depth={depth}, width={width}")
         if activation == "maxmin" and width % 2:
@@ -123,10 +128,21 @@ class DnCNN(Denoiser):
         return self.net(inp)
 
     def lipschitz_bound(self) -> float | None:
-        """``ε`` (the product of the per-layer bounds) when real spectral normalisation is on, else None."""
+        """A certified bound on ``Lip(I − D)`` under real spectral normalisation, else None.
+
+        ``ε`` (the product of the per-layer bounds) for the residual form; ``1 + ε`` when ``D = N`` itself is
+        the bounded map (triangle inequality).
+        """
+        bounds = self.lipschitz_bounds()
+        return None if bounds is None else bounds["I-D"]
+
+    def lipschitz_bounds(self) -> dict[str, float] | None:
+        """Certified bounds ``{"D": …, "I-D": …}`` under real spectral normalisation (else None): the network
+        ``N`` is ``ε``-Lipschitz (``ε`` = product of its layers' bounds); ``D = I − N`` or ``D = N``."""
         if self._lipschitz is None:
             return None
-        return math.prod(p.bound for _, _, p in sn_layers(self))
+        eps = math.prod(p.bound for _, _, p in sn_layers(self))
+        return {"D": 1 + eps, "I-D": eps} if self.residual else {"D": eps, "I-D": 1 + eps}
 
 
 class _DoubleConv(nn.Sequential):

@@ -174,8 +174,12 @@ class RealSpectralNorm(nn.Module):
         return super().train(mode)
 
     def estimate(self, w: torch.Tensor) -> torch.Tensor:
-        """``σ̂ = ‖A u‖`` (differentiable in ``w``; ``u`` is a constant)."""
-        return self.op.apply(self.u.to(w.dtype), w).norm()
+        """``σ̂ = ‖A u‖`` (differentiable in ``w``; ``u`` is a constant).
+
+        ``u`` is copied: the graph must not hold the buffer itself, which the next training forward advances in
+        place (a DEQ calls its network many times before one backward pass).
+        """
+        return self.op.apply(self.u.to(w.dtype, copy=True), w).norm()
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.training:

@@ -18,6 +18,7 @@ is :attr:`DEQRecon.last_report`. Units and entry points: :mod:`mrirecon.models.m
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -42,18 +43,22 @@ Iteration = Literal["gd", "fbs", "admm"]
 
 
 class PositiveScalar(nn.Module):
-    """A positive scalar ``softplus(p)``, learned or fixed."""
+    """A positive scalar ``softplus(p)`` — or ``upper·sigmoid(p)`` in ``(0, upper)`` — learned or fixed."""
 
-    def __init__(self, value: float, learn: bool) -> None:
+    def __init__(self, value: float, learn: bool, upper: float | None = None) -> None:
         super().__init__()
-        raw = torch.tensor(softplus_inverse(float(value)))
+        if upper is not None and not 0 < value < upper:
+            raise ConfigError(f"a value in (0, {upper}) is needed, got {value}")
+        self.upper = None if upper is None else float(upper)
+        v = float(value)
+        raw = torch.tensor(softplus_inverse(v) if upper is None else math.log(v / (upper - v)))
         if learn:
             self.raw = nn.Parameter(raw)
         else:
             self.register_buffer("raw", raw)
 
     def forward(self) -> torch.Tensor:
-        return F.softplus(self.raw)
+        return F.softplus(self.raw) if self.upper is None else self.upper * torch.sigmoid(self.raw)
 
 
 @register("deq")
@@ -65,6 +70,8 @@ class DEQRecon(ModelBased):
         network: a registered denoiser network (``dncnn``, ``unet``, ``drunet``) used as ``N_θ``.
         network_options: its constructor arguments.
         step: initial ``η`` (gd, fbs).
+        step_max: keep the learned ``η`` in ``(0, step_max)`` (a scaled sigmoid instead of a softplus); see
+            :meth:`contraction_bound`.
         lam: initial ``λ`` (gd).
         alpha: initial ``α`` (admm).
         learn_parameters: learn ``η``, ``λ``, ``α`` (else fixed).
@@ -84,7 +91,8 @@ class DEQRecon(ModelBased):
                  max_iter: int = 50, tol: float = 1e-3, criterion: Literal["relative", "mse"] = "relative",
                  anderson: bool = True, memory: int = 5, bound: float = 100.0,
                  backward: Literal["implicit", "jfb"] = "implicit", backward_max_iter: int = 30,
-                 backward_tol: float = 1e-3, cg_iters: int = 10, init_iters: int = 10) -> None:
+                 backward_tol: float = 1e-3, cg_iters: int = 10, init_iters: int = 10,
+                 step_max: float | None = None) -> None:
         super().__init__()
         if iteration not in ("gd", "fbs", "admm"):
             raise ConfigError(f"DEQRecon: iteration must be 'gd', 'fbs' or 'admm', got {iteration!r}")
@@ -92,7 +100,7 @@ class DEQRecon(ModelBased):
         self.net = build_network(network, network_options, "DEQRecon")
         self.params = nn.ModuleDict()
         if iteration in ("gd", "fbs"):
-            self.params["step"] = PositiveScalar(step, learn_parameters)
+            self.params["step"] = PositiveScalar(step, learn_parameters, upper=step_max)
         if iteration == "gd":
             self.params["lam"] = PositiveScalar(lam, learn_parameters)
         if iteration == "admm":
@@ -107,6 +115,22 @@ class DEQRecon(ModelBased):
         self.last_report: DEQReport | None = None
 
     # -- pieces ---------------------------------------------------------------------------------
+    def contraction_bound(self, op_norm_sq: float = 1.0) -> float | None:
+        """A certified bound on ``Lip(T)`` for a data term with ``‖A‖² ≤ op_norm_sq``, or None when there is none.
+
+        For ``iteration="fbs"`` with a network whose ``Lip(D) ≤ ε`` is certified (real spectral normalisation of
+        ``D`` itself, e.g. ``dncnn`` with ``residual: false`` and ``lipschitz: ε``): ``T = D ∘ (I − η A^H A)``
+        and ``‖I − η A^H A‖ = max(1, |1 − η‖A‖²|)`` (undersampling makes ``A^H A`` singular), so
+        ``Lip(T) ≤ ε·max(1, η‖A‖² − 1)``. Below 1, ``T`` is a contraction: its fixed point exists, is unique,
+        and plain iteration reaches it at that linear rate from any start (Banach). ``step_max = 2`` keeps the
+        learned ``η`` below ``2/‖A‖²`` for ``‖A‖ ≤ 1`` (ESPIRiT maps).
+        """
+        bounds = getattr(self.net, "lipschitz_bounds", lambda: None)()
+        if self.iteration != "fbs" or bounds is None:
+            return None
+        eta = float(self.value("step").detach())
+        return float(bounds["D"]) * max(1.0, eta * float(op_norm_sq) - 1.0)
+
     def value(self, name: str) -> torch.Tensor:
         """The current value of a learned scalar (``step``, ``lam``, ``alpha``)."""
         return self.params[name]()

@@ -330,7 +330,7 @@ def export(recipe: EquilibriumRecipe, module: EquilibriumModule, dm: Equilibrium
         for k, v in m.items():
             sums.setdefault(f"{k}_{tag}", []).append(v)
     val = {k: sum(v) / len(v) for k, v in sums.items()}
-    learned = {n: float(model.value(n)) for n in ("step", "lam", "alpha")
+    learned = {n: float(model.value(n).detach()) for n in ("step", "lam", "alpha")
                if isinstance(model, DEQRecon) and n in model.params}
     info = {"description": recipe.description, "steps": int(module.global_step),
             "parameters": int(sum(p.numel() for p in model.parameters())),
