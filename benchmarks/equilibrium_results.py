@@ -44,6 +44,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "rerg": ("RERG (rerg-demo; default: its training budget)", "deq", {"weights": "rerg-demo"}),
     "rerg-fixed-point": ("RERG towards its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
                          {"weights": "rerg-demo", "iters": 100, "tol": 1e-4}),
+    "deq-sn": ("DEQ-FBS with a certified contraction (deq-sn-demo; Lip(T) ≤ 0.98)", "deq", {"weights": "deq-sn-demo"}),
     "unrolled-admm": ("unrolled ADMM, T = 8 (unrolled-admm-demo)", "unrolled-admm", {"weights": "unrolled-admm-demo"}),
 }
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     subst = dict(w.split("=", 1) for w in args.weights)
     results: dict[str, Any] = {"split": args.split, "maps": args.maps, "command": " ".join(sys.argv), "rows": {},
                                "anderson": {}}
-    table = ["| method | accel | PSNR (dB) | SSIM | iterations | s/slice (median) |", "|---|---|---|---|---|---|"]
+    table = ["| method | accel | PSNR (dB) | SSIM | iterations | converged | s/slice (median) |",
+             "|---|---|---|---|---|---|---|"]
     atable = ["| network | accel | Anderson iterations (mean / max) | plain iterations (mean / max) | "
               "converged (Anderson / plain) |", "|---|---|---|---|---|"]
     maps_cache: dict[int, torch.Tensor] = {}
@@ -106,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             if "weights" in opts:
                 opts["weights"] = subst.get(opts["weights"], opts["weights"])
             per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-            times, its = [], []
+            times, its, conv = [], [], []
             try:
                 for s in samples:
                     t0 = time.perf_counter()
                     res = reconstruct(s, method, **opts)
                     times.append(time.perf_counter() - t0)
                     its.append(res.info.get("iterations", 0) or 0)
+                    conv.append(res.info.get("converged"))
                     mag = res.magnitude(s.multi_set).numpy().astype(np.float32)
                     per_file[s.meta.file]["pred"].append(mag)
                     per_file[s.meta.file]["target"].append(s.target.numpy())
@@ -124,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             vs = [ssim(np.stack(f["target"]), np.stack(f["pred"])) for f in per_file.values()]
             row = {"label": label, "method": method, "options": opts, "psnr": float(np.mean(vp)),
                    "ssim": float(np.mean(vs)), "iterations": float(np.mean(its)),
+                   "converged": None if None in conv else f"{sum(map(bool, conv))}/{len(conv)}",
                    "time_s": float(statistics.median(times)), "volumes": len(per_file), "slices": len(samples)}
             results["rows"][f"{key}@{accel:g}x"] = row
             table.append(f"| {label} | {accel:g}x | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['iterations']:.1f} | "
-                         f"{row['time_s']:.2f} |")
+                         f"{row['converged'] or '–'} | {row['time_s']:.2f} |")
             print(table[-1], flush=True)
         for key in args.anderson:
             label, method, opts = ROWS[key]

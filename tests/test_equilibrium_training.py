@@ -17,7 +17,7 @@ from mrirecon.training.run import load_recipe, train
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
-RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo"]
+RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo", "deq_sn_demo"]
 
 
 def tiny_overrides(root: Path, out: Path, name: str, steps: int) -> list[str]:
@@ -34,6 +34,9 @@ def test_recipe_trains_a_few_steps_and_resumes(recipe: str, tiny_demo: Path, tmp
     extra = [] if recipe.startswith("unrolled") else ["model.max_iter=3", "model.backward_max_iter=3"]
     if recipe.startswith("unrolled"):
         extra = ["model.iterations=2"]
+    if recipe == "deq_sn_demo":  # keep the certified structure at the tiny size
+        extra += ["model.network_options={depth: 2, width: 4, residual: false, lipschitz: 0.98, activation: maxmin, "
+                  "sn_size: 8}"]
     rec, path = load_recipe(recipe, tiny_overrides(tiny_demo, tmp_path, recipe, 2) + extra)
     res = train(rec, path, echo=lambda s: None)
     assert res.step == 2 and res.checkpoint.exists()
@@ -51,6 +54,9 @@ def test_recipe_trains_a_few_steps_and_resumes(recipe: str, tiny_demo: Path, tmp
 
     model = load_model(res2.run_dir / "model.pt")
     assert type(model).__name__ in ("DEQRecon", "UnrolledADMM")
+    if recipe == "deq_sn_demo":  # the learned step stayed in (0, 2): the certified contraction survives training
+        bound = model.contraction_bound()
+        assert bound is not None and bound <= 0.98 + 1e-6
 
 
 def test_recipes_resolve_and_reject_bad_combinations() -> None:

@@ -154,7 +154,13 @@ def deq(sample: KSpaceSample, options: DEQOptions) -> ReconResult:
     image, seconds = _timed_inference(model, sample)
     assert model.last_report is not None
     rep = model.last_report.forward
-    return ReconResult(image=image, history=rep.history, info=_report_info(rep, seconds, "deq", options.divergence))
+    info = _report_info(rep, seconds, "deq", options.divergence)
+    if sample.maps is not None:  # ‖A‖² ≤ max over pixels of Σ_c |S_c|² (times the largest mask weight²)
+        op_norm_sq = float(sample.maps.abs().square().sum(dim=-3).max()) * float(sample.mask.abs().max()) ** 2
+        bound = model.contraction_bound(op_norm_sq)
+        if bound is not None:
+            info["contraction_bound"] = bound  # certified Lip(T) (< 1: unique fixed point, reached from any start)
+    return ReconResult(image=image, history=rep.history, info=info)
 
 
 @register_method("red", REDOptions, needs_maps=True,
