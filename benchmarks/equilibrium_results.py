@@ -44,7 +44,9 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "rerg": ("RERG (rerg-demo; default: its training budget)", "deq", {"weights": "rerg-demo"}),
     "rerg-fixed-point": ("RERG towards its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
                          {"weights": "rerg-demo", "iters": 100, "tol": 1e-4}),
-    "deq-sn": ("DEQ-FBS with a certified contraction (deq-sn-demo; Lip(T) ≤ 0.98)", "deq", {"weights": "deq-sn-demo"}),
+    "deq-sn": ("DEQ-FBS with a certified contraction (deq-sn-demo; Lip(T) ≤ 0.9995)", "deq", {"weights": "deq-sn-demo"}),
+    "deq-sn-fixed-point": ("DEQ-FBS certified, to its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
+                           {"weights": "deq-sn-demo", "iters": 100, "tol": 1e-4}),
     "unrolled-admm": ("unrolled ADMM, T = 8 (unrolled-admm-demo)", "unrolled-admm", {"weights": "unrolled-admm-demo"}),
 }
 

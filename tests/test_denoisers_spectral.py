@@ -11,8 +11,8 @@ from mrirecon.denoisers import DnCNN, build_model
 from mrirecon.denoisers.base import to_channels
 from mrirecon.denoisers.jacobian import jacobian_spectral_norm
 from mrirecon.denoisers.spectral import (ConvOperator, RealSpectralNorm, apply_real_spectral_norm,
-                                         conv_dense_matrix, conv_frequency_norm, conv_operator_norm, sn_layers,
-                                         spectral_certificate)
+                                         certified_lipschitz, conv_dense_matrix, conv_frequency_norm,
+                                         conv_norm_upper_bound, conv_operator_norm, sn_layers, spectral_certificate)
 from mrirecon.errors import ConfigError
 
 LAYERS = [
@@ -176,3 +176,38 @@ def test_maxmin_activation_is_norm_preserving_and_1_lipschitz() -> None:
         DnCNN(depth=3, width=7, activation="maxmin")
     with pytest.raises(ConfigError, match="unknown activation"):
         DnCNN(depth=3, width=8, activation="tanh")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_upper_bound_covers_what_a_coarse_grid_misses(seed: int) -> None:
+    """On a coarse grid the frequency supremum can miss the peak; the bound with its sampling term never does."""
+    torch.manual_seed(seed)
+    dilated = seed % 2 == 1
+    conv = nn.Conv2d(3, 4, 3, padding=2 if dilated else 1, dilation=2 if dilated else 1)
+    fine = conv_frequency_norm(conv, grid=1024)  # the whole-plane norm to ~1e-5
+    coarse = conv_frequency_norm(conv, grid=6)
+    bound = conv_norm_upper_bound(conv, grid=6)
+    assert coarse is not None and fine is not None and bound is not None
+    assert coarse <= fine * (1 + 1e-9) <= bound
+    assert conv_norm_upper_bound(conv, grid=256) == pytest.approx(fine, rel=2e-3)  # tight on a fine grid
+    dense = float(torch.linalg.matrix_norm(conv_dense_matrix(conv, (7, 6)), 2))
+    assert dense <= bound
+    assert conv_norm_upper_bound(nn.Conv2d(2, 2, 2, stride=2)) is None
+
+
+def test_certified_lipschitz_of_a_real_sn_network_bounds_its_measured_gain() -> None:
+    net = build_model("dncnn", {"depth": 3, "width": 4, "residual": False, "lipschitz": 0.8,
+                                "activation": "maxmin", "sn_size": 16}, seed=2).double().eval()
+    lip = certified_lipschitz(net, grid=64)
+    sup = spectral_certificate(net, grid=64)["product"]
+    assert lip is not None and sup is not None and sup <= lip < 1
+    assert certified_lipschitz(build_model("dncnn", {"depth": 2, "width": 4}, seed=0)) is None  # no SN layers
+    g = torch.Generator().manual_seed(0)
+    x = torch.complex(torch.randn(2, 14, 12, generator=g, dtype=torch.float64),
+                      torch.randn(2, 14, 12, generator=g, dtype=torch.float64))
+    with torch.no_grad():
+        for _ in range(5):
+            d = 1e-3 * torch.complex(torch.randn(2, 14, 12, generator=g, dtype=torch.float64),
+                                     torch.randn(2, 14, 12, generator=g, dtype=torch.float64))
+            ratio = (net(x + d) - net(x)).abs().pow(2).sum().sqrt() / d.abs().pow(2).sum().sqrt()
+            assert float(ratio) <= lip

@@ -303,31 +303,93 @@ def conv_operator_norm(conv: ConvLayer, size: int | tuple[int, int], iters: int 
         conv.train(was_training)
 
 
+def _correlation_kernel(conv: ConvLayer) -> torch.Tensor | None:
+    """The ``[C_out, C_in, k1, k2]`` float64 kernel of the equivalent stride-1 correlation (dilation expanded),
+    or None for strided or grouped layers."""
+    if any(s != 1 for s in conv.stride) or conv.groups != 1:
+        return None
+    w = conv.weight.detach().to(torch.float64)
+    if isinstance(conv, nn.ConvTranspose2d):
+        w = w.transpose(0, 1)  # [C_out, C_in, k, k] of the equivalent correlation (same singular values)
+    dh, dw = conv.dilation
+    if dh > 1 or dw > 1:
+        k1, k2 = w.shape[-2:]
+        big = w.new_zeros(*w.shape[:2], (k1 - 1) * dh + 1, (k2 - 1) * dw + 1)
+        big[..., ::dh, ::dw] = w
+        w = big
+    return w
+
+
 def conv_frequency_norm(conv: ConvLayer, grid: int = 256) -> float | None:
     """``sup_ω σ_max(K̂(ω))`` of a stride-1, ungrouped convolution, on a ``grid × grid`` frequency grid.
 
     ``K̂(ω) = Σ_{p,q} W[:, :, p, q] e^{−i(ω₁p + ω₂q)}`` is the kernel's ``C_out × C_in`` transfer matrix; its
     supremum over frequencies is the norm of the convolution on the whole plane, hence an upper bound (up to
-    the grid's sampling error, ~1e-4 relative for 3×3 kernels at ``grid=256``) of the zero-padded convolution's
-    norm at every image size. Independent of power iteration; used to certify networks.
+    the grid's sampling error, ~1e-4 relative for 3×3 kernels at ``grid=256``; :func:`conv_norm_upper_bound`
+    bounds that error too) of the zero-padded convolution's norm at every image size. Independent of power
+    iteration; used to certify networks.
 
     Returns:
         the estimate, or None for strided or grouped layers (not covered).
     """
-    if any(s != 1 for s in conv.stride) or conv.groups != 1:
+    with torch.no_grad():
+        w = _correlation_kernel(conv)
+        if w is None:
+            return None
+        # a real kernel has K̂(−ω) = conj(K̂(ω)) (same singular values): half the grid suffices
+        k_hat = torch.fft.rfft2(w, s=(grid, grid))
+        return float(torch.linalg.svdvals(k_hat.permute(2, 3, 0, 1)).max())
+
+
+def conv_norm_upper_bound(conv: ConvLayer, grid: int = 256) -> float | None:
+    """A rigorous upper bound on the norm of a stride-1, ungrouped convolution at every image size.
+
+    The grid maximum of :func:`conv_frequency_norm` plus a bound on what the grid can miss: at the frequency
+    ``ω*`` of the supremum, with maximising unit vectors ``u, v``, ``f(ω) = Re(uᴴ K̂(ω) v)`` is a trigonometric
+    polynomial with ``f ≤ σ_max(K̂) ≤ f(ω*)``, so ``∇f(ω*) = 0`` and, at the nearest grid point (at most
+    ``π/grid`` away per axis), ``σ_max ≥ f ≥ f(ω*) − (π/grid)² M₂`` with ``M₂ = Σ_{p,q} (p² + q²) ‖W_pq‖₂``
+    (taps ``p, q`` counted from the kernel's centre, which changes ``K̂`` only by a phase).
+
+    Returns:
+        the bound, or None for strided or grouped layers (not covered).
+    """
+    sup = conv_frequency_norm(conv, grid)
+    if sup is None:
         return None
     with torch.no_grad():
-        w = conv.weight.detach().to(torch.float64)
-        if isinstance(conv, nn.ConvTranspose2d):
-            w = w.transpose(0, 1)  # [C_out, C_in, k, k] of the equivalent correlation (same singular values)
-        dh, dw = conv.dilation
-        if dh > 1 or dw > 1:
-            k1, k2 = w.shape[-2:]
-            big = w.new_zeros(*w.shape[:2], (k1 - 1) * dh + 1, (k2 - 1) * dw + 1)
-            big[..., ::dh, ::dw] = w
-            w = big
-        k_hat = torch.fft.fft2(w, s=(grid, grid))
-        return float(torch.linalg.svdvals(k_hat.permute(2, 3, 0, 1)).max())
+        w = _correlation_kernel(conv)
+        assert w is not None
+        k1, k2 = w.shape[-2:]
+        p = torch.arange(k1, dtype=torch.float64) - (k1 - 1) / 2
+        q = torch.arange(k2, dtype=torch.float64) - (k2 - 1) / 2
+        tap_norms = torch.linalg.matrix_norm(w.permute(2, 3, 0, 1), ord=2)  # [k1, k2]
+        m2 = float(((p[:, None] ** 2 + q[None, :] ** 2) * tap_norms).sum())
+    return sup + (math.pi / grid) ** 2 * m2
+
+
+_LIPSCHITZ_CACHE: dict[tuple[str, int], float | None] = {}
+
+
+def certified_lipschitz(model: nn.Module, grid: int = 256) -> float | None:
+    """The product of :func:`conv_norm_upper_bound` over the real-SN convolutions of ``model`` (None if a layer
+    is not covered or there is none): a rigorous bound on the Lipschitz constant of a chain of these layers with
+    1-Lipschitz activations. Cached by the layers' weights (a shipped network is certified once per process)."""
+    import hashlib  # noqa: PLC0415
+
+    layers = [conv for _, conv, _ in sn_layers(model)]
+    if not layers:
+        return None
+    digest = hashlib.sha1()
+    for conv in layers:
+        digest.update(conv.weight.detach().to(torch.float64).cpu().numpy().tobytes())
+    key = (digest.hexdigest(), int(grid))
+    if key not in _LIPSCHITZ_CACHE:
+        prod: float | None = 1.0
+        for conv in layers:
+            b = conv_norm_upper_bound(conv, grid)
+            prod = None if (prod is None or b is None) else prod * b
+        _LIPSCHITZ_CACHE[key] = prod
+    return _LIPSCHITZ_CACHE[key]
 
 
 def spectral_certificate(model: nn.Module, grid: int = 256) -> dict[str, object]:

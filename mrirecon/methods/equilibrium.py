@@ -5,7 +5,9 @@ Each reconstructs one slice (or batch) with SENSE ``A = Sense(maps, mask)`` in t
 back), so the defaults mean the same on any data set:
 
 * ``deq`` — a trained deep equilibrium network (:class:`~mrirecon.models.equilibrium.DEQRecon`; shipped:
-  ``deq-demo`` — DEQ-GD, ``rerg-demo`` — RERG): its fixed point, found by Anderson acceleration to ``tol``
+  ``deq-demo`` — DEQ-GD, ``rerg-demo`` — RERG, ``deq-sn-demo`` — DEQ-FBS with a certified contraction, whose
+  bound for the slice's operator is reported as ``info["contraction_bound"]``): its fixed point, found by
+  Anderson acceleration to ``tol``
   within ``iters`` iterations (the network's own learned step sizes; by default the budget and tolerance it
   was trained with);
 * ``red`` — gradient descent with a regularising gradient to its fixed point (RED, Romano et al. 2017;
@@ -41,7 +43,8 @@ class DEQOptions:
     """Options of ``deq``.
 
     Attributes:
-        weights: a shipped DEQ (``deq-demo``, ``rerg-demo``) or a weights/checkpoint file of a ``deq`` network.
+        weights: a shipped DEQ (``deq-demo``, ``rerg-demo``, ``deq-sn-demo``) or a weights/checkpoint file of a
+            ``deq`` network.
         iters: maximum forward iterations (``None``: the network's trained ``max_iter``).
         tol: stop when the relative fixed-point residual ``‖T(x) − x‖ / ‖T(x)‖`` is at most ``tol``
             (``None``: the network's trained ``tol``). A network that was trained with a forward budget it
