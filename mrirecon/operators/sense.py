@@ -11,6 +11,8 @@ Shapes (trailing; leading dimensions are batch dimensions):
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mrirecon.errors import DTypeError, NonFiniteError, ShapeError
@@ -176,7 +178,7 @@ class Sense(Linop):
         return torch.fft.fftshift(img, dim=(-2, -1))
 
     def _normal_parts(self) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None]:
-        """(FFT axes, maps shifted along them, |mask|² shifted along them), cached.
+        """(FFT axes, maps shifted along them, |mask|²/N shifted along them; N = FFT size), cached.
 
         ``F^H diag(m) F`` only needs an FFT along the axes on which the mask varies: a 1D line
         mask ``[1, 1, W]`` needs 1D FFTs along W, a fully sampled operator none at all.
@@ -196,8 +198,11 @@ class Sense(Linop):
                     weight = weight * m2.reshape(-1)[0]
                 self._normal_cache = ((), weight, None)
             else:
+                # unnormalised FFT pair with the 1/N of the two orthonormal ones folded into the mask weights
+                # (one pass over the multicoil k-space fewer per transform)
+                n = math.prod(self.maps.shape[d] for d in dims)
                 maps_s = torch.fft.ifftshift(self.maps, dim=dims)
-                self._normal_cache = (dims, maps_s, torch.fft.ifftshift(m2, dim=dims))
+                self._normal_cache = (dims, maps_s, torch.fft.ifftshift(m2, dim=dims) / n)
         return self._normal_cache
 
     def normal_apply(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,9 +215,9 @@ class Sense(Linop):
             return coil_reduce(k, self.maps, True)
         grad = torch.is_grad_enabled() and (x.requires_grad or self.maps.requires_grad)
         xs = torch.fft.ifftshift(x, dim=dims)
-        k = torch.fft.fftn(coil_expand(xs, maps_s, self.multi_set), dim=dims, norm="ortho")
+        k = torch.fft.fftn(coil_expand(xs, maps_s, self.multi_set), dim=dims, norm="backward")
         k = k * m2 if grad else k.mul_(m2)
-        k = torch.fft.ifftn(k, dim=dims, norm="ortho")
+        k = torch.fft.ifftn(k, dim=dims, norm="forward")
         if grad or self.multi_set:
             img = coil_reduce(k, maps_s, self.multi_set)
         else:
