@@ -26,6 +26,14 @@ def load_split(split: str, accel: float, center_fraction: float, n_slices: int) 
     return ds, full, idx
 
 
+def truth_image(root: Path, meta: Any) -> np.ndarray:
+    """``|image|`` (the demo files' noise-free object) of one slice, float32 ``[H, W]``."""
+    import h5py
+
+    with h5py.File(root / meta.file, "r") as f:
+        return np.abs(f["image"][meta.slice]).astype(np.float32)
+
+
 def write_json(path: Path, doc: Any) -> None:
     """``doc`` as indented JSON, written atomically."""
     atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")

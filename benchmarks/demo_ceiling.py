@@ -63,10 +63,9 @@ def subset_ceiling(split: str, n_slices: int) -> dict[str, float]:
     chosen slices, ``reconstruction_rss`` with the volume maximum as data range, then the mean over volumes)."""
     from collections import defaultdict
 
-    import h5py
     import numpy as np
 
-    from benchmarks._common import load_split
+    from benchmarks._common import load_split, truth_image
     from mrirecon.data.demo import demo_root
     from mrirecon.metrics import psnr, ssim
 
@@ -75,8 +74,7 @@ def subset_ceiling(split: str, n_slices: int) -> dict[str, float]:
     per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for i in idx:
         s = full[i]
-        with h5py.File(root / s.meta.file, "r") as f:
-            per_file[s.meta.file]["pred"].append(np.abs(f["image"][s.meta.slice]).astype(np.float32))
+        per_file[s.meta.file]["pred"].append(truth_image(root, s.meta))
         per_file[s.meta.file]["target"].append(s.target.numpy())
     vp = [psnr(np.stack(v["target"]), np.stack(v["pred"])) for v in per_file.values()]
     vs = [ssim(np.stack(v["target"]), np.stack(v["pred"])) for v in per_file.values()]

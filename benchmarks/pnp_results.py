@@ -25,13 +25,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from benchmarks._common import load_split, write_json  # noqa: E402
+from benchmarks._common import load_split, truth_image, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -55,11 +54,6 @@ def parse_value(text: str) -> Any:
 
     return yaml.safe_load(text)
 
-
-
-def truth_image(root: Path, meta: Any) -> np.ndarray:
-    with h5py.File(root / meta.file, "r") as f:
-        return np.abs(f["image"][meta.slice]).astype(np.float32)
 
 
 def crop(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -334,11 +334,14 @@ def conv_frequency_norm(conv: ConvLayer, grid: int = 256) -> float | None:
     """
     with torch.no_grad():
         w = _correlation_kernel(conv)
-        if w is None:
-            return None
-        # a real kernel has K̂(−ω) = conj(K̂(ω)) (same singular values): half the grid suffices
-        k_hat = torch.fft.rfft2(w, s=(grid, grid))
-        return float(torch.linalg.svdvals(k_hat.permute(2, 3, 0, 1)).max())
+        return None if w is None else _grid_supremum(w, grid)
+
+
+def _grid_supremum(w: torch.Tensor, grid: int) -> float:
+    """``max σ_max(K̂(ω))`` over a ``grid × grid`` frequency grid of a correlation kernel ``[C_out, C_in, k1, k2]``."""
+    # a real kernel has K̂(−ω) = conj(K̂(ω)) (same singular values): half the grid suffices
+    k_hat = torch.fft.rfft2(w, s=(grid, grid))
+    return float(torch.linalg.svdvals(k_hat.permute(2, 3, 0, 1)).max())
 
 
 def conv_norm_upper_bound(conv: ConvLayer, grid: int = 256) -> float | None:
@@ -353,12 +356,11 @@ def conv_norm_upper_bound(conv: ConvLayer, grid: int = 256) -> float | None:
     Returns:
         the bound, or None for strided or grouped layers (not covered).
     """
-    sup = conv_frequency_norm(conv, grid)
-    if sup is None:
-        return None
     with torch.no_grad():
         w = _correlation_kernel(conv)
-        assert w is not None
+        if w is None:
+            return None
+        sup = _grid_supremum(w, grid)
         k1, k2 = w.shape[-2:]
         p = torch.arange(k1, dtype=torch.float64) - (k1 - 1) / 2
         q = torch.arange(k2, dtype=torch.float64) - (k2 - 1) / 2

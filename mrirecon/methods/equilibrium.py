@@ -158,9 +158,12 @@ def deq(sample: KSpaceSample, options: DEQOptions) -> ReconResult:
     assert model.last_report is not None
     rep = model.last_report.forward
     info = _report_info(rep, seconds, "deq", options.divergence)
-    if sample.maps is not None:  # ‖A‖² ≤ max over pixels of Σ_c |S_c|² (times the largest mask weight²)
-        op_norm_sq = float(sample.maps.abs().square().sum(dim=-3).max()) * float(sample.mask.abs().max()) ** 2
-        bound = model.contraction_bound(op_norm_sq)
+    if sample.maps is not None:
+        from mrirecon.operators.sense import Sense  # noqa: PLC0415
+        from mrirecon.solvers.terms import operator_norm_bound  # noqa: PLC0415
+
+        # ‖A‖² ≤ max|m|² · max_r Σ_c |S_c(r)|² (exact bound, no iteration)
+        bound = model.contraction_bound(operator_norm_bound(Sense(sample.maps, sample.mask)))
         if bound is not None:
             info["contraction_bound"] = bound  # certified Lip(T) (< 1: unique fixed point, reached from any start)
     return ReconResult(image=image, history=rep.history, info=info)
