@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,42 @@ def truth_image(root: Path, meta: Any) -> np.ndarray:
 
     with h5py.File(root / meta.file, "r") as f:
         return np.abs(f["image"][meta.slice]).astype(np.float32)
+
+
+def center_crop(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The centre ``shape[-2:]`` of the last two axes of ``x`` (fastMRI's crop of a reconstruction to its target)."""
+    h, w = x.shape[-2:]
+    th, tw = shape[-2:]
+    t, l_ = (h - th) // 2, (w - tw) // 2
+    return x[..., t:t + th, l_:l_ + tw]
+
+
+class VolumeScores:
+    """Slices collected per volume and scored in the fastMRI convention: PSNR/SSIM over each volume's stacked
+    slices (data range: that volume's target maximum), then the mean over volumes.
+
+    ``add(file, pred, target)`` files one slice (magnitudes); ``mean("psnr")`` / ``mean("ssim")`` score them.
+    The prediction is cropped to the target's matrix when it is larger (the ``reconstruction_rss`` crop).
+    """
+
+    def __init__(self) -> None:
+        self._vols: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+
+    def add(self, file: str, pred: np.ndarray, target: np.ndarray) -> None:
+        self._vols[file]["pred"].append(center_crop(pred, target.shape))
+        self._vols[file]["target"].append(target)
+
+    def __len__(self) -> int:
+        return len(self._vols)
+
+    def per_volume(self, metric: str) -> list[float]:
+        from mrirecon.metrics import psnr, ssim
+
+        fn = {"psnr": psnr, "ssim": ssim}[metric]
+        return [float(fn(np.stack(v["target"]), np.stack(v["pred"]))) for v in self._vols.values()]
+
+    def mean(self, metric: str) -> float:
+        return float(np.mean(self.per_volume(metric)))
 
 
 def write_json(path: Path, doc: Any) -> None:

@@ -61,25 +61,17 @@ def main(argv: list[str] | None = None) -> int:
 def subset_ceiling(split: str, n_slices: int) -> dict[str, float]:
     """The ceiling on the slice subset of the PnP/DEQ result tables, in their convention (per volume over the
     chosen slices, ``reconstruction_rss`` with the volume maximum as data range, then the mean over volumes)."""
-    from collections import defaultdict
-
-    import numpy as np
-
-    from benchmarks._common import load_split, truth_image
+    from benchmarks._common import VolumeScores, load_split, truth_image
     from mrirecon.data.demo import demo_root
-    from mrirecon.metrics import psnr, ssim
 
     _, full, idx = load_split(split, 4, 0.08, n_slices)  # the subset does not depend on the mask
     root = Path(demo_root()) / split
-    per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    scores = VolumeScores()
     for i in idx:
         s = full[i]
-        per_file[s.meta.file]["pred"].append(truth_image(root, s.meta))
-        per_file[s.meta.file]["target"].append(s.target.numpy())
-    vp = [psnr(np.stack(v["target"]), np.stack(v["pred"])) for v in per_file.values()]
-    vs = [ssim(np.stack(v["target"]), np.stack(v["pred"])) for v in per_file.values()]
-    out = {"slices": len(idx), "volumes": len(per_file), "psnr": float(np.mean(vp)), "ssim": float(np.mean(vs))}
-    print(f"# {len(idx)} evenly spaced slices ({len(per_file)} volumes), the convention of pnp_results.py: "
+        scores.add(s.meta.file, truth_image(root, s.meta), s.target.numpy())
+    out = {"slices": len(idx), "volumes": len(scores), "psnr": scores.mean("psnr"), "ssim": scores.mean("ssim")}
+    print(f"# {len(idx)} evenly spaced slices ({len(scores)} volumes), the convention of pnp_results.py: "
           f"PSNR {out['psnr']:.2f} dB, SSIM {out['ssim']:.4f}")
     return out
 

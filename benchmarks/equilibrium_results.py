@@ -21,7 +21,6 @@ import dataclasses
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from benchmarks._common import load_split, write_json  # noqa: E402
+from benchmarks._common import VolumeScores, load_split, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -82,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from mrirecon.errors import MriReconError
     from mrirecon.methods import get_method, method_names, reconstruct
-    from mrirecon.metrics import psnr, ssim
 
     available = set(method_names())
     subst = dict(w.split("=", 1) for w in args.weights)
@@ -111,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             opts = {k: v for k, v in opts.items() if k in fields}
             if "weights" in opts:
                 opts["weights"] = subst.get(opts["weights"], opts["weights"])
-            per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+            scores = VolumeScores()
             times, its, conv = [], [], []
             try:
                 for s in samples:
@@ -121,18 +119,15 @@ def main(argv: list[str] | None = None) -> int:
                     its.append(res.info.get("iterations", 0) or 0)
                     conv.append(res.info.get("converged"))
                     mag = res.magnitude(s.multi_set).numpy().astype(np.float32)
-                    per_file[s.meta.file]["pred"].append(mag)
-                    per_file[s.meta.file]["target"].append(s.target.numpy())
+                    scores.add(s.meta.file, mag, s.target.numpy())
             except (MriReconError, KeyError) as exc:
                 print(f"{label}: {exc}; skipped", flush=True)
                 results["rows"][f"{key}@{accel:g}x"] = {"label": label, "skipped": str(exc)}
                 continue
-            vp = [psnr(np.stack(f["target"]), np.stack(f["pred"])) for f in per_file.values()]
-            vs = [ssim(np.stack(f["target"]), np.stack(f["pred"])) for f in per_file.values()]
-            row = {"label": label, "method": method, "options": opts, "psnr": float(np.mean(vp)),
-                   "ssim": float(np.mean(vs)), "iterations": float(np.mean(its)),
+            row = {"label": label, "method": method, "options": opts, "psnr": scores.mean("psnr"),
+                   "ssim": scores.mean("ssim"), "iterations": float(np.mean(its)),
                    "converged": None if None in conv else f"{sum(map(bool, conv))}/{len(conv)}",
-                   "time_s": float(statistics.median(times)), "volumes": len(per_file), "slices": len(samples)}
+                   "time_s": float(statistics.median(times)), "volumes": len(scores), "slices": len(samples)}
             results["rows"][f"{key}@{accel:g}x"] = row
             table.append(f"| {label} | {accel:g}x | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['iterations']:.1f} | "
                          f"{row['converged'] or '–'} | {row['time_s']:.2f} |")

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from benchmarks._common import load_split, truth_image, write_json  # noqa: E402
+from benchmarks._common import VolumeScores, load_split, truth_image, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -56,13 +56,6 @@ def parse_value(text: str) -> Any:
 
 
 
-def crop(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    h, w = x.shape[-2:]
-    th, tw = shape
-    t, l_ = (h - th) // 2, (w - tw) // 2
-    return x[..., t:t + th, l_:l_ + tw]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -84,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     from mrirecon.errors import MissingWeightsError
     from mrirecon.methods import get_method, method_names, reconstruct
     from mrirecon.methods.pnp import load_prior
-    from mrirecon.metrics import psnr, ssim
     from mrirecon.operators.espirit import espirit_maps
 
     available = set(method_names())
@@ -120,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 opts["weights"] = weights_map.get(opts["weights"], opts["weights"])
             if "divergence" in fields:
                 opts["divergence"] = "stop"
-            per_file: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+            vs_rss, vs_truth = VolumeScores(), VolumeScores()
             rows = []
             try:
                 if "weights" in opts:
@@ -131,12 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             for s, truth in samples:
                 res = reconstruct(s, method, **opts)
                 mag = res.magnitude(s.multi_set).detach().numpy().astype(np.float32)
-                tgt = s.target.numpy()
-                pf = per_file[s.meta.file]
-                pf["pred"].append(crop(mag, tgt.shape))
-                pf["target"].append(tgt)
-                pf["pred_full"].append(mag)
-                pf["truth"].append(truth)
+                vs_rss.add(s.meta.file, mag, s.target.numpy())
+                vs_truth.add(s.meta.file, mag, truth)
                 info = res.info
                 rows.append({"file": s.meta.file, "slice": s.meta.slice, "time_s": info.get("time_s"),
                              "iterations": info.get("iterations"), "converged": info.get("converged"),
@@ -144,20 +132,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key} {s.meta.file}[{s.meta.slice}] it={info.get('iterations')} "
                       f"res={info.get('final_residual', float('nan')) or float('nan'):.2e} "
                       f"{info.get('stop_reason', '')} {info.get('time_s', 0):.1f}s", flush=True)
-            vol_psnr, vol_ssim, vol_psnr_true = [], [], []
-            for pf in per_file.values():
-                gt, pr = np.stack(pf["target"]), np.stack(pf["pred"])
-                vol_psnr.append(psnr(gt, pr))
-                vol_ssim.append(ssim(gt, pr))
-                tr, pr_full = np.stack(pf["truth"]), np.stack(pf["pred_full"])
-                vol_psnr_true.append(psnr(tr, crop(pr_full, tr.shape[-2:])))
             its = [r["iterations"] for r in rows if r["iterations"] is not None]
             conv = [bool(r["converged"]) for r in rows if r["converged"] is not None]
             fres = [r["final_residual"] for r in rows if r["final_residual"] is not None]
             diverged = sum(r["stop_reason"] == "diverged" for r in rows)
             summary = {"label": label, "method": method, "options": opts, "accel": accel, "center_fraction": cf,
-                       "psnr": float(np.mean(vol_psnr)), "ssim": float(np.mean(vol_ssim)),
-                       "psnr_truth": float(np.mean(vol_psnr_true)),
+                       "psnr": vs_rss.mean("psnr"), "ssim": vs_rss.mean("ssim"),
+                       "psnr_truth": vs_truth.mean("psnr"),
                        "iterations": float(np.mean(its)) if its else 0.0,
                        "time_s": float(np.mean([r["time_s"] for r in rows])),
                        "converged": f"{sum(conv)}/{len(conv)}" if conv else "-",

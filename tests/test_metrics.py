@@ -115,3 +115,29 @@ def test_metric_bad_inputs() -> None:
         SSIMLoss()(torch.from_numpy(pred + 0j), torch.from_numpy(gt + 0j))
     with pytest.raises(ShapeError, match="one value per item"):
         SSIMLoss()(torch.from_numpy(pred), torch.from_numpy(gt), torch.ones(3))
+
+
+def test_benchmark_volume_scores_are_fastmri_per_volume_means() -> None:
+    """The result benchmarks' scorer groups slices by volume, crops predictions to the target's matrix and
+    averages fastMRI's per-volume PSNR/SSIM (data range: each volume's maximum)."""
+    from benchmarks._common import VolumeScores
+
+    rng = np.random.default_rng(3)
+    vols = {f: _pair((n, 24, 20), np.float32, seed=i) for i, (f, n) in enumerate([("a.h5", 3), ("b.h5", 2)])}
+    vols["b.h5"] = (vols["b.h5"][0] * 7.0, vols["b.h5"][1] * 7.0)  # a different scale per volume
+    scores = VolumeScores()
+    for f, (gt, pred) in vols.items():
+        for s in range(gt.shape[0]):  # predictions padded by 4 rows / 6 columns around the target's matrix
+            padded = rng.random((32, 32)).astype(np.float32)
+            padded[4:28, 6:26] = pred[s]
+            scores.add(f, padded, gt[s])
+    assert len(scores) == 2
+    ref_psnr = [float(evaluate.psnr(gt, pred)) for gt, pred in vols.values()]
+    ref_ssim = [float(np.asarray(evaluate.ssim(gt, pred)).reshape(-1)[0]) for gt, pred in vols.values()]
+    np.testing.assert_allclose(scores.per_volume("psnr"), ref_psnr, rtol=1e-6)
+    np.testing.assert_allclose(scores.per_volume("ssim"), ref_ssim, atol=1e-5)
+    assert scores.mean("psnr") == pytest.approx(np.mean(ref_psnr), rel=1e-6)
+    # pooling all slices into one volume is a different number: the grouping matters
+    pooled = float(evaluate.psnr(np.concatenate([v[0] for v in vols.values()]),
+                                 np.concatenate([v[1] for v in vols.values()])))
+    assert abs(pooled - scores.mean("psnr")) > 0.1
