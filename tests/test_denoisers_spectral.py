@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from mrirecon.denoisers import DnCNN, build_model
 from mrirecon.denoisers.base import to_channels
@@ -211,3 +212,23 @@ def test_certified_lipschitz_of_a_real_sn_network_bounds_its_measured_gain() -> 
                                      torch.randn(2, 14, 12, generator=g, dtype=torch.float64))
             ratio = (net(x + d) - net(x)).abs().pow(2).sum().sqrt() / d.abs().pow(2).sum().sqrt()
             assert float(ratio) <= lip
+
+
+def test_certified_lipschitz_cache_follows_the_weights_and_stays_bounded() -> None:
+    from mrirecon.denoisers import spectral
+
+    spectral._LIPSCHITZ_CACHE.clear()
+    net = build_model("dncnn", {"depth": 2, "width": 4, "residual": False, "lipschitz": 0.9, "sn_size": 8},
+                      seed=0).double().eval()
+    first = certified_lipschitz(net, grid=16)
+    conv = next(iter(sn_layers(net)))[1]
+    before = conv.weight.detach().clone()
+    with torch.no_grad():  # change the weights' direction: the cached value must not be returned for them
+        param = conv.parametrizations.weight.original if parametrize.is_parametrized(conv, "weight") else conv.weight
+        param[0].zero_()
+    assert not torch.equal(conv.weight.detach(), before)
+    second = certified_lipschitz(net, grid=16)
+    assert second is not None and first is not None and second != first
+    for grid in range(8, 8 + 2 * spectral._LIPSCHITZ_CACHE_SIZE):  # more distinct keys than the cache keeps
+        certified_lipschitz(net, grid=grid)
+    assert len(spectral._LIPSCHITZ_CACHE) == spectral._LIPSCHITZ_CACHE_SIZE

@@ -26,6 +26,7 @@ its convolutions, after which its layer norms can be measured.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -369,13 +370,15 @@ def conv_norm_upper_bound(conv: ConvLayer, grid: int = 256) -> float | None:
     return sup + (math.pi / grid) ** 2 * m2
 
 
-_LIPSCHITZ_CACHE: dict[tuple[str, int], float | None] = {}
+_LIPSCHITZ_CACHE: OrderedDict[tuple[str, int], float | None] = OrderedDict()
+_LIPSCHITZ_CACHE_SIZE = 16  # weight sets kept (training certifies a new one at every check)
 
 
 def certified_lipschitz(model: nn.Module, grid: int = 256) -> float | None:
     """The product of :func:`conv_norm_upper_bound` over the real-SN convolutions of ``model`` (None if a layer
     is not covered or there is none): a rigorous bound on the Lipschitz constant of a chain of these layers with
-    1-Lipschitz activations. Cached by the layers' weights (a shipped network is certified once per process)."""
+    1-Lipschitz activations. Cached by the layers' weights (a shipped network is certified once per process; the last 16 weight sets are
+    kept)."""
     import hashlib  # noqa: PLC0415
 
     layers = [conv for _, conv, _ in sn_layers(model)]
@@ -385,13 +388,17 @@ def certified_lipschitz(model: nn.Module, grid: int = 256) -> float | None:
     for conv in layers:
         digest.update(conv.weight.detach().to(torch.float64).cpu().numpy().tobytes())
     key = (digest.hexdigest(), int(grid))
-    if key not in _LIPSCHITZ_CACHE:
-        prod: float | None = 1.0
-        for conv in layers:
-            b = conv_norm_upper_bound(conv, grid)
-            prod = None if (prod is None or b is None) else prod * b
-        _LIPSCHITZ_CACHE[key] = prod
-    return _LIPSCHITZ_CACHE[key]
+    if key in _LIPSCHITZ_CACHE:
+        _LIPSCHITZ_CACHE.move_to_end(key)
+        return _LIPSCHITZ_CACHE[key]
+    prod: float | None = 1.0
+    for conv in layers:
+        b = conv_norm_upper_bound(conv, grid)
+        prod = None if (prod is None or b is None) else prod * b
+    _LIPSCHITZ_CACHE[key] = prod
+    while len(_LIPSCHITZ_CACHE) > _LIPSCHITZ_CACHE_SIZE:
+        _LIPSCHITZ_CACHE.popitem(last=False)  # least recently used
+    return prod
 
 
 def spectral_certificate(model: nn.Module, grid: int = 256) -> dict[str, object]:
