@@ -17,7 +17,7 @@ from mrirecon.training.run import load_recipe, train
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
 
 
-RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo", "deq_sn_demo"]
+RECIPES = ["deq_demo", "rerg_demo", "unrolled_admm_demo", "deq_sn_demo", "deq_admm_demo"]
 
 
 def tiny_overrides(root: Path, out: Path, name: str, steps: int) -> list[str]:
@@ -34,6 +34,8 @@ def test_recipe_trains_a_few_steps_and_resumes(recipe: str, tiny_demo: Path, tmp
     extra = [] if recipe.startswith("unrolled") else ["model.max_iter=3", "model.backward_max_iter=3"]
     if recipe.startswith("unrolled"):
         extra = ["model.iterations=2"]
+    if recipe == "deq_admm_demo":  # its init.network (the shipped 10x32 dncnn-jac) does not fit the tiny network
+        extra += ["init.network="]
     if recipe == "deq_sn_demo":  # keep the certified structure at the tiny size
         extra += ["model.network_options={depth: 2, width: 4, residual: false, lipschitz: 0.98, activation: maxmin, "
                   "sn_size: 32}"]
@@ -78,6 +80,38 @@ def test_recipes_resolve_and_reject_bad_combinations() -> None:
         EquilibriumModule(rec)
     with pytest.raises(ConfigError, match="link_denoiser"):
         load_recipe("deq_demo", ["loss.link=1.0"])
+
+
+def test_init_network_copies_a_trained_denoiser_and_refuses_a_mismatch(tmp_path: Path) -> None:
+    from mrirecon.training.equilibrium import EquilibriumModule
+
+    den = build_model("dncnn", {"depth": 2, "width": 4}, seed=5)
+    path = save_weights(den, tmp_path / "den.pt", {})
+    tiny = ["model.network_options={depth: 2, width: 4}"]
+    rec, _ = load_recipe("deq_admm_demo", tiny + [f"init.network={path}"])
+    module = EquilibriumModule(rec)
+    theirs = den.state_dict()
+    for k, v in module.model.net.state_dict().items():
+        assert torch.equal(v, theirs[k]), k
+    rec, _ = load_recipe("deq_admm_demo", tiny + ["init.network="])  # empty: the seeded random initialisation
+    assert not torch.equal(next(iter(EquilibriumModule(rec).model.net.state_dict().values())),
+                           next(iter(theirs.values())))
+    rec, _ = load_recipe("deq_admm_demo", ["model.network_options={depth: 3, width: 4}", f"init.network={path}"])
+    with pytest.raises(ConfigError, match="does not match"):
+        EquilibriumModule(rec)
+    rec, _ = load_recipe("deq_admm_demo", tiny + ["init.network=no-such-denoiser"])
+    with pytest.raises(ConfigError, match="init.network"):
+        EquilibriumModule(rec)
+
+
+def test_shipped_deq_admm_recipe_starts_from_the_shipped_dncnn_jac() -> None:
+    from mrirecon.denoisers.zoo import load_denoiser
+    from mrirecon.training.equilibrium import EquilibriumModule
+
+    rec, _ = load_recipe("deq_admm_demo", [])
+    net = EquilibriumModule(rec).model.net
+    ref = load_denoiser("dncnn-jac").state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in net.state_dict().items())
 
 
 def test_bound_factor_is_continuous_and_increasing() -> None:

@@ -90,12 +90,27 @@ class EquilibriumLossConfig:
 
 
 @dataclass
+class EquilibriumInitConfig:
+    """``init:`` — start from trained weights instead of a random initialisation.
+
+    ``network``: a shipped denoiser name (``mrirecon denoisers``) or a denoiser weights file whose network is
+    copied into the DEQ's / unrolled ADMM's ``N_θ`` before the first step (Gilton et al. 2021 start their
+    DEQs from a pretrained denoiser). The architectures must match exactly (same registered network and
+    options); a mismatch is an error that names both. Empty: random initialisation. Resuming a run restores
+    its own weights, which replace these.
+    """
+
+    network: str = ""
+
+
+@dataclass
 class EquilibriumRecipe:
     """A recipe of the ``equilibrium`` task: every section with its defaults."""
 
     task: Literal["equilibrium"] = "equilibrium"
     description: str = ""
     model: EquilibriumModelSection = field(default_factory=EquilibriumModelSection)
+    init: EquilibriumInitConfig = field(default_factory=EquilibriumInitConfig)
     data: EquilibriumDataConfig = field(default_factory=EquilibriumDataConfig)
     forward: ForwardModelConfig = field(default_factory=ForwardModelConfig)
     loss: EquilibriumLossConfig = field(default_factory=EquilibriumLossConfig)
@@ -181,6 +196,33 @@ def rg1_loss(model: DEQRecon, x: torch.Tensor, data: Any, cfg: EquilibriumLossCo
     return (r * bound_factor(lip, cfg.bound_eps)).mean(), r.detach(), lip.detach()
 
 
+def init_network(model: ModelBased, source: str) -> None:
+    """Copy the network of the denoiser ``source`` (shipped name or file) into ``model.net`` (``init.network``).
+
+    Raises:
+        ConfigError: unknown source, or a network whose architecture differs from ``model.net``'s.
+    """
+    from mrirecon.denoisers.zoo import load_denoiser  # noqa: PLC0415
+
+    try:
+        den = load_denoiser(source)
+    except KeyError as exc:
+        raise ConfigError(f"init.network: {exc.args[0]}") from None
+    net = getattr(model, "net", None)
+    if net is None:
+        raise ConfigError(f"init.network: {type(model).__name__} has no network to initialise")
+    if type(den) is not type(net):
+        raise ConfigError(f"init.network: {source!r} is a {type(den).__name__}, the model's network a "
+                          f"{type(net).__name__}; they must be the same architecture")
+    theirs, ours = den.state_dict(), net.state_dict()
+    if set(theirs) != set(ours) or any(theirs[k].shape != ours[k].shape for k in ours):
+        diff = sorted(k for k in set(theirs) | set(ours)
+                      if k not in theirs or k not in ours or theirs[k].shape != ours[k].shape)
+        raise ConfigError(f"init.network: {source!r} does not match the model's network (model.network_options); "
+                          f"differing entries: {diff[:6]}{' ...' if len(diff) > 6 else ''}")
+    net.load_state_dict(theirs)
+
+
 # ----------------------------------------------------------------------------------------------
 # module
 # ----------------------------------------------------------------------------------------------
@@ -206,6 +248,8 @@ class EquilibriumModule(RecipeModule):
         self._link_denoiser: Any = None
         self._report: Any = None
         self._val: dict[str, list[float]] = {}
+        if recipe.init.network:
+            init_network(self.model, recipe.init.network)
 
     # -- helpers --------------------------------------------------------------------------------
     def link_denoiser(self) -> Any:
