@@ -70,6 +70,27 @@ def test_cg_does_not_write_into_inputs() -> None:
     assert s1 is not s0 and s0.iteration == 0 and s1.iteration == 1
 
 
+def test_cg_gradient_stays_finite_past_convergence() -> None:
+    """A fixed number of differentiable CG steps far beyond convergence (the DEQ data prox, cg_iters 30 on a small
+    crop) keeps finite gradients: the steps after ``‖r‖ ≤ eps·‖b‖`` are frozen, not ratios of underflowed dots."""
+    g = torch.Generator().manual_seed(3)
+    n = 6
+    q = torch.linalg.qr(torch.randn(n, n, generator=g))[0]
+    M = q @ torch.diag(torch.linspace(1.0, 2.0, n)) @ q.T  # well conditioned: CG converges in n steps
+    b = torch.randn(1, n, generator=g).requires_grad_(True)
+    cg = ConjugateGradient(lambda v: v @ M.T, b, ndim=1, max_iter=60)
+    s = cg.init(None)
+    for _ in range(60):
+        s = cg.step(s)
+    s.x.square().sum().backward()
+    assert b.grad is not None and bool(torch.isfinite(b.grad).all())
+    # and the value is the solution (float32 precision)
+    ref = torch.linalg.solve(M, b.detach()[0])
+    assert torch.allclose(s.x.detach()[0], ref, atol=1e-5)
+    # the exact gradient of ‖M⁻¹b‖² is 2 M⁻¹ M⁻¹ b
+    assert torch.allclose(b.grad[0], 2 * torch.linalg.solve(M, ref), atol=1e-4)
+
+
 @pytest.mark.parametrize("make", ["fista", "ista", "pdhg"])
 def test_proximal_solvers_match_ridge(make: str) -> None:
     A, _, y = _problem(1)

@@ -24,7 +24,8 @@ class ConjugateGradient(Solver[CGState]):
 
     For SENSE with Tikhonov regularisation, ``M = A^H A`` and ``b = A^H y`` (the normal equations of
     ``½‖Ax - y‖² + (λ/2)‖x‖²``, BART's ``pics -l2 -r λ``). The residual recorded by :func:`run` is
-    ``‖b - (M + λI)x‖ / ‖b‖``; a batch element whose residual reached zero stays put.
+    ``‖b - (M + λI)x‖ / ‖b‖``; a batch element whose residual reached working precision (``‖r‖ ≤ eps·‖b‖``)
+    stays put.
 
     Args:
         normal: ``M`` (a :class:`Linop`, e.g. ``A.N``, or a callable on ``[..., *shape]``).
@@ -45,6 +46,11 @@ class ConjugateGradient(Solver[CGState]):
         self.rhs = rhs
         self.lam = float(lam)
         self._bnorm = self.norm(rhs)
+        # Converged to working precision: ``‖r‖ ≤ eps·‖b‖`` stops the element. Further steps change nothing in
+        # value, but their ratios of underflowing ``<r, r>``/``<p, Mp>`` give NaN gradients through a fixed
+        # number of differentiable steps (the DEQ data prox).
+        eps = torch.finfo(rhs.real.dtype).eps
+        self._floor = (eps * self._bnorm.detach()).square()
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """``(M + lam I) x``."""
@@ -66,7 +72,7 @@ class ConjugateGradient(Solver[CGState]):
         assert s.p is not None and s.r is not None and s.rr is not None
         Ap = self.apply(s.p)
         pAp = self.dot(s.p, Ap)
-        active = (s.rr > 0) & (pAp > 0)
+        active = (s.rr > self._floor) & (pAp > 0)
         alpha = torch.where(active, s.rr / torch.where(active, pAp, torch.ones_like(pAp)), torch.zeros_like(pAp))
         a = self.batch_scalar(alpha).to(s.x.dtype)
         x = s.x + a * s.p
