@@ -464,3 +464,55 @@ def test_fbs_deq_with_a_certified_contraction_converges_to_one_fixed_point() -> 
     assert rep is not None and bool(rep.forward.converged.all())
     assert torch.allclose(x1, x2, atol=1e-7)
     assert build_model("deq", {"iteration": "gd", "network_options": SN_NET}, seed=0).contraction_bound() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# DEQ-ADMM with the noise-adaptive alpha of pnp-admm, and without the support restriction
+# ---------------------------------------------------------------------------------------------
+def test_noise_adaptive_alpha_follows_the_estimated_noise_per_element() -> None:
+    from mrirecon.solvers.scaling import estimate_noise
+
+    A, y, _ = sense_problem(h=24, w=20, coils=4, seed=31)
+    model = small_deq("admm", sigma=0.1, alpha=2.0)
+    p = model.prepare(y, A)
+    assert p.noise is not None and p.noise.shape == (2,)
+    expected = estimate_noise(y, A.mask) / p.scale
+    assert torch.allclose(p.noise, expected)
+    alpha = model.admm_alpha(p.noise, 2)
+    assert alpha.shape == (2, 1, 1)
+    assert torch.allclose(alpha.reshape(2), 2.0 * (0.1 / expected) ** 2, rtol=1e-6)
+    T = model.iteration_map(p.data, p.noise)
+    assert isinstance(T, ADMMMap) and T.alpha is not None and torch.equal(T.alpha, alpha)
+    # the noise level unknown (NaN) or not asked for: alpha is the learned factor itself
+    nan = torch.tensor([math.nan, float(p.noise[1])], dtype=torch.float64)
+    a2 = model.admm_alpha(nan, 2).reshape(2).detach()
+    assert float(a2[0]) == pytest.approx(2.0) and float(a2[1]) == pytest.approx(float(alpha[1].detach()))
+    assert float(model.admm_alpha(None, 2).detach()) == pytest.approx(2.0)
+    assert small_deq("admm", alpha=2.0).prepare(y, A).noise is None
+    # a general imaging operator: no k-space noise estimate, alpha = a
+    B = Blur(gaussian_kernel(1.0, 5), (9, 7))
+    pb = model.prepare(B(randc(2, 9, 7, seed=33)), B)
+    assert pb.noise is not None and bool(pb.noise.isnan().all())
+    with torch.no_grad():
+        assert bool(torch.isfinite(torch.view_as_real(model.forward_op(B(randc(2, 9, 7, seed=33)), B))).all())
+
+
+def test_noise_adaptive_alpha_needs_admm_and_a_positive_sigma() -> None:
+    for kw in ({"iteration": "gd", "sigma": 0.1}, {"iteration": "fbs", "sigma": 0.1},
+               {"iteration": "admm", "sigma": 0.0}, {"iteration": "admm", "sigma": -1.0}):
+        with pytest.raises(ConfigError, match="sigma"):
+            build_model("deq", kw)
+
+
+def test_support_false_leaves_the_unseen_pixels_to_the_prior() -> None:
+    A, _, _ = sense_problem(seed=35)
+    maps = A.maps.clone()
+    maps[..., :2, :] = 0
+    B = Sense(maps, A.mask)
+    yb = B(randc(2, 9, 7, seed=36))
+    with torch.no_grad():
+        inside = small_deq("admm").forward_op(yb, B)
+        free = small_deq("admm", support=False).forward_op(yb, B)
+    assert float(inside[..., :2, :].abs().max()) == 0
+    assert float(free[..., :2, :].abs().max()) > 0
+    assert small_deq("admm", support=False).prepare(yb, B).data.support is None

@@ -229,3 +229,34 @@ def test_history_json_and_plot(sample, weights, tmp_path: Path) -> None:
     assert history_dict(res.history)["iterations"] == 5
     assert not list(tmp_path.glob("*.tmp"))
     assert math.isfinite(doc["slices"][0]["info"]["time_s"])
+
+
+def test_deq_admm_at_step_zero_is_pnp_admm(smooth_sample: KSpaceSample) -> None:
+    """DEQ-ADMM with the noise-adaptive alpha (a = 1, the same sigma), no support restriction and the shipped
+    denoiser as its network has the fixed point of ``pnp-admm`` (the start of recipes/deq_admm_demo.yaml)."""
+    import dataclasses
+
+    import mrirecon.models  # noqa: F401  (registers deq)
+    from mrirecon.denoisers.registry import build_model
+    from mrirecon.denoisers.zoo import load_denoiser
+
+    smooth_sample = dataclasses.replace(smooth_sample, kspace=smooth_sample.kspace.to(torch.complex128),
+                                        maps=smooth_sample.maps.to(torch.complex128),
+                                        mask=smooth_sample.mask.double())  # float64: both reach 1e-6
+    ref = reconstruct(smooth_sample, "pnp-admm", weights="dncnn-jac", sigma=0.1, iters=400, tol=1e-6)
+    assert ref.info["converged"]
+    den = load_denoiser("dncnn-jac")
+    model = build_model("deq", {"iteration": "admm", "network": "dncnn", "network_options": {"depth": 10, "width": 32},
+                                "sigma": 0.1, "alpha": 1.0, "support": False, "cg_iters": 30, "max_iter": 400,
+                                "tol": 1e-6, "anderson": True}, seed=0).double()
+    model.net.load_state_dict(den.state_dict())
+    A = Sense(smooth_sample.maps, smooth_sample.mask)
+    with torch.no_grad():
+        x = model.forward_op(smooth_sample.kspace.unsqueeze(0), A)[0]
+    rep = model.last_report
+    assert rep is not None and bool(rep.forward.converged.all())
+    assert float(model.admm_alpha(model.prepare(smooth_sample.kspace.unsqueeze(0), A).noise, 2).detach()) == \
+        pytest.approx(ref.info["alpha"], rel=1e-4)
+    err = float((x - ref.image).norm() / ref.image.norm())
+    assert err < 1e-3, err
+    assert int(rep.forward.iterations.max()) < ref.info["iterations"]  # Anderson: fewer iterations to the same point

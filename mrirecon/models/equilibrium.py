@@ -8,7 +8,12 @@ registered denoiser network ``N_θ`` (complex images in and out):
   solves ``∇f(x*) + λσ²G_θ(x*) = 0``. With ``N_θ`` a pretrained denoiser this is RED (Romano et al. 2017);
   trained as a DEQ it is Willingham et al.'s DEQ-GD;
 * ``iteration="fbs"`` — PnP forward-backward: ``T(x) = N_θ(x − η∇f(x))`` (Gilton et al. 2021's DEQ-PnP-FBS);
-* ``iteration="admm"`` — PnP-ADMM on ``(z, u)`` with ``N_θ`` as the denoiser and weight ``α``.
+* ``iteration="admm"`` — PnP-ADMM on ``(z, u)`` with ``N_θ`` as the denoiser and weight ``α``. With ``sigma``
+  set, ``α`` adapts to each slice's noise as ``pnp-admm``'s default does: ``α = a·(σ/σ_n)²`` with ``σ_n`` the
+  noise level estimated from the k-space edge (:func:`~mrirecon.solvers.scaling.estimate_noise`, in the
+  normalised units) and ``a`` learned (initial value ``alpha``); where ``σ_n`` cannot be estimated (a general
+  imaging operator) ``α = a``. Started from a trained denoiser with ``alpha: 1`` and the ``sigma`` of
+  ``pnp-admm``, step 0 of training *is* ``pnp-admm``'s iteration.
 
 ``η``, ``λ``, ``α`` are learned (positive, through a softplus) with ``learn_parameters``. The fixed point is
 found by :class:`~mrirecon.solvers.deq.FixedPointLayer` (Anderson with a safeguarded plain-iteration
@@ -27,7 +32,8 @@ from torch import nn
 
 from mrirecon.denoisers.registry import register
 from mrirecon.errors import ConfigError
-from mrirecon.models.model_based import ModelBased, Problem, build_network, softplus_inverse
+from mrirecon.models.model_based import ModelBased, Problem, build_network, prepare_problem, softplus_inverse
+from mrirecon.operators.linop import Linop
 from mrirecon.solvers.anderson import FixedPointConfig
 from mrirecon.solvers.deq import (
     ADMMMap,
@@ -73,7 +79,12 @@ class DEQRecon(ModelBased):
         step_max: keep the learned ``η`` in ``(0, step_max)`` (a scaled sigmoid instead of a softplus); see
             :meth:`contraction_bound`.
         lam: initial ``λ`` (gd).
-        alpha: initial ``α`` (admm).
+        alpha: initial ``α`` (admm) — or, with ``sigma``, the initial factor ``a`` of ``α = a·(σ/σ_n)²``.
+        sigma: ``σ`` of the noise-adaptive ``α`` (admm only; ``None``: ``α`` does not depend on the data).
+        support: restrict the iterates to the coil maps' support (SENSE; :class:`~mrirecon.solvers.deq.DataTerm`).
+            ``False`` leaves the pixels no coil sees to the prior, as ``pnp-admm`` does: the fastMRI metrics
+            compare with ``reconstruction_rss``, whose background there is noise, and zeros cost 0.2–0.4 dB
+            against it on the demo test split (the README's DEQ section).
         learn_parameters: learn ``η``, ``λ``, ``α`` (else fixed).
         max_iter, tol, criterion, anderson, memory, bound: the forward solve (:class:`FixedPointConfig`;
             ``bound`` in normalised units, images of magnitude maximum ≈ 1).
@@ -92,10 +103,15 @@ class DEQRecon(ModelBased):
                  anderson: bool = True, memory: int = 5, bound: float = 100.0,
                  backward: Literal["implicit", "jfb"] = "implicit", backward_max_iter: int = 30,
                  backward_tol: float = 1e-3, cg_iters: int = 10, init_iters: int = 10,
-                 step_max: float | None = None) -> None:
+                 step_max: float | None = None, sigma: float | None = None, support: bool = True) -> None:
         super().__init__()
         if iteration not in ("gd", "fbs", "admm"):
             raise ConfigError(f"DEQRecon: iteration must be 'gd', 'fbs' or 'admm', got {iteration!r}")
+        if sigma is not None and (iteration != "admm" or not sigma > 0):
+            raise ConfigError(f"DEQRecon: sigma (the noise-adaptive alpha) needs iteration 'admm' and sigma > 0, "
+                              f"got iteration {iteration!r}, sigma {sigma!r}")
+        self.sigma = None if sigma is None else float(sigma)
+        self.support = bool(support)
         self.iteration = iteration
         self.net = build_network(network, network_options, "DEQRecon")
         self.params = nn.ModuleDict()
@@ -149,13 +165,33 @@ class DEQRecon(ModelBased):
         """``σ²G_θ(x) = x − N_θ(x)`` (the regularising gradient, in image units)."""
         return x - self.net(x)
 
-    def iteration_map(self, data: DataTerm) -> IterationMap:
-        """The iteration ``T_θ(·; y, A)`` for a (normalised) data term."""
+    def prepare(self, y: torch.Tensor, A: Linop) -> Problem:
+        """:func:`~mrirecon.models.model_based.prepare_problem`, with the noise level when ``α`` adapts to it."""
+        return prepare_problem(y, A, self.init_iters, self.cg_iters, type(self).__name__, noise=self.sigma is not None,
+                               restrict_support=self.support)
+
+    def admm_alpha(self, noise: torch.Tensor | None, ndim: int) -> torch.Tensor:
+        """``α`` of the ADMM data step, per batch element ``[B, 1, ...]`` with ``sigma`` (else the scalar).
+
+        Args:
+            noise: the normalised noise levels ``[B]`` (NaN where unknown), or None.
+            ndim: dimensions of an image (the trailing singleton dims of the result).
+        """
+        a = self.value("alpha")
+        if self.sigma is None or noise is None:
+            return a
+        known = torch.isfinite(noise) & (noise > 0)
+        ratio = torch.where(known, self.sigma / torch.where(known, noise, torch.ones_like(noise)),
+                            torch.ones_like(noise)).to(a.dtype)
+        return (a * ratio.square()).reshape(-1, *([1] * ndim))
+
+    def iteration_map(self, data: DataTerm, noise: torch.Tensor | None = None) -> IterationMap:
+        """The iteration ``T_θ(·; y, A)`` for a (normalised) data term (``noise``: :meth:`admm_alpha`)."""
         if self.iteration == "gd":
             return GradientStepMap(data, self.reg, self.value("step"), self.value("lam"))
         if self.iteration == "fbs":
             return ForwardBackwardMap(data, self.net, self.value("step"))
-        return ADMMMap(data, self.net, self.value("alpha"))
+        return ADMMMap(data, self.net, self.admm_alpha(noise, data.ndim))
 
     def configure(self, **changes: Any) -> None:
         """Change forward-solve settings for later calls (``max_iter``, ``tol``, ``anderson``, ``memory``, ...).
@@ -174,7 +210,7 @@ class DEQRecon(ModelBased):
     # -- solve ----------------------------------------------------------------------------------
     def solve(self, problem: Problem, progress: bool = False) -> torch.Tensor:
         """``x*`` of the normalised problem (report in :attr:`last_report`)."""
-        T = self.iteration_map(problem.data)
+        T = self.iteration_map(problem.data, problem.noise)
         s, report = self.layer(T, T.init(problem.x0), progress=progress)
         self.last_report = report
         return T.output(s)

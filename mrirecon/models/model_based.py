@@ -27,7 +27,7 @@ from mrirecon.models.base import batched_inputs
 from mrirecon.operators.linop import Linop, check_tensor
 from mrirecon.operators.sense import Sense
 from mrirecon.solvers.deq import DataTerm
-from mrirecon.solvers.scaling import robust_max
+from mrirecon.solvers.scaling import estimate_noise, robust_max
 
 if TYPE_CHECKING:  # models sit below data (STYLE.md §1): the sample type is only named here
     from mrirecon.data.sample import KSpaceSample
@@ -42,15 +42,21 @@ def softplus_inverse(v: float) -> float:
 
 @dataclass
 class Problem:
-    """A normalised problem: data term on ``y/s``, start ``x_ls/s`` ``[B, *ishape]`` and the scale ``s`` ``[B]``."""
+    """A normalised problem: data term on ``y/s``, start ``x_ls/s`` ``[B, *ishape]`` and the scale ``s`` ``[B]``.
+
+    ``noise`` (when asked for): the k-space noise level ``σ_n/s`` per element ``[B]`` in the same units
+    (:func:`~mrirecon.solvers.scaling.estimate_noise`), NaN where it cannot be estimated (not a SENSE operator, or
+    no sampled value near the k-space edge).
+    """
 
     data: DataTerm
     x0: torch.Tensor
     scale: torch.Tensor
+    noise: torch.Tensor | None = None
 
 
-def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: int = 10, who: str = "model"
-                    ) -> Problem:
+def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: int = 10, who: str = "model",
+                    noise: bool = False, restrict_support: bool = True) -> Problem:
     """Validate ``y`` against ``A``, compute the start ``x_ls`` and the scale ``s``, and normalise (module docstring).
 
     Args:
@@ -58,9 +64,12 @@ def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: i
         A: the forward operator.
         init_iters: CG steps of the least-squares start.
         cg_iters: CG steps of the returned data term's prox.
+        noise: also estimate the normalised noise level (:attr:`Problem.noise`).
+        restrict_support: the data term's ``restrict_support`` (:class:`~mrirecon.solvers.deq.DataTerm`).
 
     Returns:
-        :class:`Problem` with the data term of ``y/s``, the start ``x_ls/s`` and ``s`` ``[B]`` (no gradient into ``s``).
+        :class:`Problem` with the data term of ``y/s``, the start ``x_ls/s`` and ``s`` ``[B]`` (no gradient into ``s``
+        or the noise level).
 
     Raises:
         DTypeError, ShapeError: ``y`` is not complex ``[B, *A.oshape]``.  ConfigError: ``init_iters < 1``.
@@ -81,7 +90,14 @@ def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: i
             s = torch.where(peak > 0, peak, torch.ones_like(peak))
     sy = s.reshape(-1, *([1] * len(A.oshape))).to(y.dtype)
     sx = s.reshape(-1, *([1] * nd)).to(x_ls.dtype)
-    return Problem(data=DataTerm(A, y / sy, cg_iters), x0=x_ls / sx, scale=s)
+    sigma_n = None
+    if noise:
+        sigma_n = torch.full_like(s, math.nan)
+        if isinstance(A, Sense) and y.ndim == 4:
+            with torch.no_grad():
+                mask = A.mask if A.mask is not None else torch.ones((), dtype=y.real.dtype, device=y.device)
+                sigma_n = estimate_noise(y, mask) / s
+    return Problem(data=DataTerm(A, y / sy, cg_iters, restrict_support), x0=x_ls / sx, scale=s, noise=sigma_n)
 
 
 def sense_operator(sample: KSpaceSample, who: str = "model") -> tuple[torch.Tensor, Linop, bool]:

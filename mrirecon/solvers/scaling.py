@@ -1,5 +1,8 @@
-"""The image scale that normalises a problem before a denoiser or a learned prior sees it."""
+"""The image scale that normalises a problem before a denoiser or a learned prior sees it, and the noise level
+of multicoil k-space that sets the data/prior balance of the plug-and-play methods and of DEQ-ADMM."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,3 +34,38 @@ def robust_max(x: torch.Tensor, image_dims: int = 2) -> torch.Tensor:
         med = peak
     s = torch.where(med > 1e-6 * peak, med, peak).reshape(*lead, -1).amax(dim=-1)
     return torch.where(s > 0, s, torch.ones_like(s))
+
+
+def estimate_noise(kspace: torch.Tensor, mask: torch.Tensor, edge: float = 0.1) -> torch.Tensor:
+    """Noise standard deviation per real/imaginary part of multicoil k-space, per batch element.
+
+    The median magnitude ``m`` of the sampled values in the outer band ``max(|k_y|/(H/2), |k_x|/(W/2)) ≥ 1 − edge``
+    (all coils), where MRI k-space holds little signal, gives ``σ = m / sqrt(2 ln 2)`` (for complex Gaussian
+    noise ``|n|`` is Rayleigh-distributed with median ``σ sqrt(2 ln 2)``). The median ignores the few
+    samples that do carry signal there. The band is widened (to 0.3) when it holds fewer than 64 samples.
+
+    Args:
+        kspace: complex ``[..., C, H, W]`` (zero where not sampled).
+        mask: real, broadcastable to ``kspace``.
+        edge: width of the band as a fraction of the half-width.
+
+    Returns:
+        real ``[...]``; ``nan`` where no sampled value lies in the band.
+    """
+    C, H, W = kspace.shape[-3:]
+    ky = (torch.arange(H, device=kspace.device) - H // 2).abs() / max(H / 2, 1)
+    kx = (torch.arange(W, device=kspace.device) - W // 2).abs() / max(W / 2, 1)
+    radius = torch.maximum(ky[:, None], kx[None, :])
+    sampled = torch.broadcast_to(mask != 0, kspace.shape)
+    flat_k = kspace.reshape(-1, C, H, W)
+    flat_m = sampled.reshape(-1, C, H, W)
+    out = torch.full((flat_k.shape[0],), math.nan, dtype=kspace.real.dtype, device=kspace.device)
+    for b in range(flat_k.shape[0]):
+        for width in (edge, 0.3):
+            sel = flat_m[b] & (radius >= 1 - width)
+            if int(sel.sum()) >= 64 or width == 0.3:
+                break
+        vals = flat_k[b][sel].abs()
+        if vals.numel():
+            out[b] = vals.median() / math.sqrt(2 * math.log(2))
+    return out.reshape(kspace.shape[:-3])
