@@ -11,7 +11,7 @@ from conftest import REPO, run_tool
 from mrirecon.denoisers.registry import build_model
 from mrirecon.denoisers.zoo import save_weights
 from mrirecon.errors import ConfigError
-from mrirecon.training.equilibrium import bound_factor, jacobian_norm
+from mrirecon.training.equilibrium import bound_factor, jacobian_norm, target_support
 from mrirecon.training.run import load_recipe, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: one intra-op thread
@@ -249,3 +249,20 @@ def test_shipped_certified_deq_is_a_contraction_on_a_real_slice(tiny_demo: Path)
             v = p.x0 + 0.1 * torch.randn(p.x0.shape, dtype=p.x0.dtype, generator=g)
             ratio = float((T(u) - T(v)).abs().pow(2).sum().sqrt() / (u - v).abs().pow(2).sum().sqrt())
             assert ratio <= res.info["contraction_bound"] * (1 + 1e-5)
+
+
+def test_image_loss_counts_only_the_pixels_some_coil_sees() -> None:
+    """The target is zero where the maps are (not a measurement): the loss mask is the maps' support."""
+    from mrirecon.operators.imaging import Blur, gaussian_kernel
+    from mrirecon.operators.sense import Sense
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(2, 3, 8, 6, dtype=torch.complex64, generator=g)
+    A = Sense(maps, torch.ones(1, 1, 6))
+    like = torch.zeros(2, 8, 6, dtype=torch.complex64)
+    assert target_support(A, like) == 1.0                     # every pixel seen: no mask
+    maps[0, :, :2, :] = 0
+    m = target_support(Sense(maps, torch.ones(1, 1, 6)), like)
+    assert isinstance(m, torch.Tensor) and m.shape == (2, 8, 6) and m.dtype == torch.float32
+    assert float(m[0, :2].sum()) == 0 and float(m[0, 2:].min()) == 1 and float(m[1].min()) == 1
+    assert target_support(Blur(gaussian_kernel(1.0, 3), (8, 6)), like) == 1.0

@@ -4,7 +4,11 @@ Data and forward models: :mod:`mrirecon.training.equilibrium_data` (fully sample
 the complex SENSE-combined target ``x``; a forward model drawn per batch from a step-seeded generator:
 mask kind and acceleration, or a general imaging operator). Every loss is computed in the network's
 normalised units (the data divided by the scale ``s`` of :mod:`mrirecon.models.model_based`; the target
-is ``x / s``), as a mean over pixels and batch.
+is ``x / s``), as a mean over pixels and batch. The image term ``ms(x* − x)`` counts only the pixels inside the
+coil maps' support (SENSE forward models): the target there is ``Σ_c conj(S_c)·(coil image)``, zero by
+construction where no coil sees, not a measurement; a network that leaves those pixels to its prior
+(``model.support: false``) is not taught to zero them (zeros cost 0.2–0.4 dB against ``reconstruction_rss``,
+whose background is noise). For networks restricted to the support the term is unchanged (both are zero there).
 
 ``loss.mode`` selects what is minimised (``x*`` the network's output, ``T`` its iteration,
 ``ms(v) = mean_j |v_j|²`` per image):
@@ -184,6 +188,18 @@ def jacobian_norm(T: Any, x: torch.Tensor, iters: int, generator: torch.Generato
                                   create_graph=True)
 
 
+def target_support(A: Any, like: torch.Tensor) -> torch.Tensor | float:
+    """``1`` inside the coil maps' support of a SENSE operator (``[B, H, W]`` or broadcastable), else ``1.0``."""
+    from mrirecon.operators.sense import Sense  # noqa: PLC0415
+
+    if not isinstance(A, Sense):
+        return 1.0
+    inside = A.maps.abs().square().sum(dim=-3) > 0
+    if bool(inside.all()):
+        return 1.0
+    return inside.to(like.real.dtype)
+
+
 def rg1_loss(model: DEQRecon, x: torch.Tensor, data: Any, cfg: EquilibriumLossConfig, generator: torch.Generator
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The one-step bound ``ms(T(x) − x)·φ(L̂)`` (mean over the batch), and ``ms(T(x) − x)``, ``L̂`` per element."""
@@ -281,7 +297,7 @@ class EquilibriumModule(RecipeModule):
         self._report = None
         if cfg.mode in ("end-to-end", "deq-gd", "rerg"):
             out = model.solve(p)
-            terms["image"] = mean_square(out - target).mean()
+            terms["image"] = mean_square((out - target) * target_support(draw.A, out)).mean()
             if isinstance(model, DEQRecon):
                 self._report = model.last_report
         if cfg.mode in ("rg1", "rerg"):
@@ -391,4 +407,5 @@ TASK = register_task(TaskSpec(name="equilibrium", recipe=EquilibriumRecipe, modu
                               datamodule=EquilibriumDataModule, export=export))
 
 __all__ = ["EquilibriumDataModule", "EquilibriumLossConfig", "EquilibriumModelSection", "EquilibriumModule",
-           "EquilibriumRecipe", "bound_factor", "evaluate_item", "jacobian_norm", "mean_square", "rg1_loss"]
+           "EquilibriumRecipe", "bound_factor", "evaluate_item", "jacobian_norm", "mean_square", "rg1_loss",
+           "target_support"]
