@@ -4,7 +4,9 @@ Every slice of a split (or an evenly spaced subset, ``--slices N``) is undersamp
 fastMRI's equispaced masks (fixed per file and slice; centre fraction 0.08 at 4×, 0.04 at 8×); coil maps
 are estimated once per slice from the fully sampled 24×24 k-space centre (``--maps espirit``, default, or
 ``lowres``) and shared by all methods. Metrics follow fastMRI: per volume (the slices of one file), ``|x|``
-against ``reconstruction_rss`` with the volume maximum as data range, then averaged over volumes.
+against ``reconstruction_rss`` with the volume maximum as data range, then averaged over volumes; ``PSNR*`` is
+the same against the noise-free ``|image|`` of the demo files (``reconstruction_rss`` is the RSS of the noisy
+scan, so PSNR against it has a ceiling; see the README's PnP results).
 Time per slice is the wall time of ``reconstruct`` (median over slices; single-threaded by default, taken
 under whatever load the machine has). Rows whose method is not registered (e.g. PnP before it lands) or
 whose weights are missing are reported as skipped.
@@ -29,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from benchmarks._common import VolumeScores, load_split, write_json  # noqa: E402
+from benchmarks._common import VolumeScores, load_split, truth_image, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from mrirecon.data.demo import demo_root
     from mrirecon.errors import MriReconError
     from mrirecon.methods import get_method, method_names, reconstruct
 
@@ -90,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     subst = dict(w.split("=", 1) for w in args.weights)
     results: dict[str, Any] = {"split": args.split, "maps": args.maps, "command": " ".join(sys.argv), "rows": {},
                                "anderson": {}}
-    table = ["| method | accel | PSNR (dB) | SSIM | iterations | converged | s/slice (median) |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| method | accel | PSNR (dB) | SSIM | PSNR* (dB) | iterations | converged | s/slice (median) |",
+             "|---|---|---|---|---|---|---|---|"]
     atable = ["| network | accel | Anderson iterations (mean / max) | plain iterations (mean / max) | "
               "converged (Anderson / plain) |", "|---|---|---|---|---|"]
     maps_cache: dict[int, torch.Tensor] = {}
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             if i not in maps_cache:
                 maps_cache[i] = slice_maps(full[i].kspace, args.maps)
         samples = [ds[i].replace(maps=maps_cache[i]) for i in idx]
+        root = Path(demo_root()) / args.split
+        truths = {(s.meta.file, s.meta.slice): truth_image(root, s.meta) for s in samples}
         for key in args.rows:
             label, method, opts = ROWS[key]
             if method not in available:
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             opts = {k: v for k, v in opts.items() if k in fields}
             if "weights" in opts:
                 opts["weights"] = subst.get(opts["weights"], opts["weights"])
-            scores = VolumeScores()
+            scores, vs_truth = VolumeScores(), VolumeScores()
             times, its, conv = [], [], []
             try:
                 for s in samples:
@@ -124,16 +129,18 @@ def main(argv: list[str] | None = None) -> int:
                     conv.append(res.info.get("converged"))
                     mag = res.magnitude(s.multi_set).numpy().astype(np.float32)
                     scores.add(s.meta.file, mag, s.target.numpy())
+                    vs_truth.add(s.meta.file, mag, truths[s.meta.file, s.meta.slice])
             except (MriReconError, KeyError) as exc:
                 print(f"{label}: {exc}; skipped", flush=True)
                 results["rows"][f"{key}@{accel:g}x"] = {"label": label, "skipped": str(exc)}
                 continue
             row = {"label": label, "method": method, "options": opts, "psnr": scores.mean("psnr"),
-                   "ssim": scores.mean("ssim"), "iterations": float(np.mean(its)),
+                   "ssim": scores.mean("ssim"), "psnr_truth": vs_truth.mean("psnr"), "iterations": float(np.mean(its)),
                    "converged": None if None in conv else f"{sum(map(bool, conv))}/{len(conv)}",
                    "time_s": float(statistics.median(times)), "volumes": len(scores), "slices": len(samples)}
             results["rows"][f"{key}@{accel:g}x"] = row
-            table.append(f"| {label} | {accel:g}x | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['iterations']:.1f} | "
+            table.append(f"| {label} | {accel:g}x | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['psnr_truth']:.2f} | "
+                         f"{row['iterations']:.1f} | "
                          f"{row['converged'] or '–'} | {row['time_s']:.2f} |")
             print(table[-1], flush=True)
         for key in args.anderson:
