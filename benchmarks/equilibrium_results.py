@@ -3,7 +3,8 @@
 Every slice of a split (or an evenly spaced subset, ``--slices N``) is undersampled retrospectively with
 fastMRI's equispaced masks (fixed per file and slice; centre fraction 0.08 at 4×, 0.04 at 8×); coil maps
 are estimated once per slice from the fully sampled 24×24 k-space centre (``--maps espirit``, default, or
-``lowres``) and shared by all methods. Metrics follow fastMRI: per volume (the slices of one file), ``|x|``
+``lowres``) and shared by all methods, or (``--maps acs``) by ESPIRiT from the undersampled slice's own ACS lines,
+as ``mrirecon recon`` does. Metrics follow fastMRI: per volume (the slices of one file), ``|x|``
 against ``reconstruction_rss`` with the volume maximum as data range, then averaged over volumes; ``PSNR*`` is
 the same against the noise-free ``|image|`` of the demo files (``reconstruction_rss`` is the RSS of the noisy
 scan, so PSNR against it has a ceiling; see the README's PnP results).
@@ -37,7 +38,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
     "sense": ("SENSE (CG)", "sense", {}),
     "cs-wavelet": ("CS L1-wavelet", "cs-wavelet", {}),
-    "pnp-admm": ("PnP-ADMM (real-SN DnCNN, stopped at 100 iterations)", "pnp-admm",
+    "pnp-admm": ("PnP-ADMM (real-SN DnCNN, default σ, stopped at 100 iterations)", "pnp-admm",
                  {"weights": "dncnn-sn", "iters": 100, "divergence": "stop"}),
     "pnp-admm-default": ("PnP-ADMM (default: firmly non-expansive dncnn-jac, ≤ 300 iterations)", "pnp-admm", {}),
     "deq": ("DEQ-GD (deq-demo; default: its training budget, ≤ 15 iterations, tol 1e-3)", "deq",
@@ -47,7 +48,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "rerg": ("RERG (rerg-demo; default: its training budget)", "deq", {"weights": "rerg-demo"}),
     "rerg-fixed-point": ("RERG towards its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
                          {"weights": "rerg-demo", "iters": 100, "tol": 1e-4}),
-    "deq-admm": ("DEQ-ADMM from dncnn-jac (deq-admm-demo; default: its training budget, ≤ 20 iterations, tol 1e-3)",
+    "deq-admm": ("DEQ-ADMM from dncnn-jac (deq-admm-demo; default: its training budget, ≤ 40 iterations, tol 1e-3)",
                  "deq", {"weights": "deq-admm-demo"}),
     "deq-admm-fixed-point": ("DEQ-ADMM to its fixed point (≤ 100 iterations, tol 1e-4)", "deq",
                              {"weights": "deq-admm-demo", "iters": 100, "tol": 1e-4}),
@@ -75,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accels", type=float, nargs="+", default=[4, 8])
     p.add_argument("--slices", type=int, default=12, help="evenly spaced subset of the split (0: all slices)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows (default: {' '.join(ROWS)})")
-    p.add_argument("--maps", choices=["espirit", "lowres"], default="espirit")
+    p.add_argument("--maps", choices=["espirit", "lowres", "acs"], default="espirit",
+                   help="espirit/lowres: from the fully sampled 24x24 centre (a calibration scan); acs: ESPIRiT from "
+                        "the undersampled data's own ACS lines, as `mrirecon recon` estimates them")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH",
                    help="use the weights file PATH wherever a row names the shipped NAME")
     p.add_argument("--anderson", nargs="*", default=["deq", "rerg"], help="rows for the Anderson/plain table")
@@ -102,10 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         cf = 0.08 if accel <= 4 else 0.04
         ds, full, idx = load_split(args.split, accel, cf, args.slices)
         print(f"# {args.split}: {len(idx)} slices, {accel:g}x equispaced, centre {cf}, {args.maps} maps", flush=True)
-        for i in idx:
-            if i not in maps_cache:
-                maps_cache[i] = slice_maps(full[i].kspace, args.maps)
-        samples = [ds[i].replace(maps=maps_cache[i]) for i in idx]
+        if args.maps == "acs":  # depends on the mask: per acceleration
+            from mrirecon.commands._common import estimate_maps
+
+            samples = [ds[i].replace(maps=estimate_maps(ds[i].kspace, ds[i].mask, "espirit")) for i in idx]
+        else:
+            for i in idx:
+                if i not in maps_cache:
+                    maps_cache[i] = slice_maps(full[i].kspace, args.maps)
+            samples = [ds[i].replace(maps=maps_cache[i]) for i in idx]
         root = Path(demo_root()) / args.split
         truths = {(s.meta.file, s.meta.slice): truth_image(root, s.meta) for s in samples}
         for key in args.rows:

@@ -281,8 +281,9 @@ if root is not None:
 # ## 5. Plug-and-play: PnP-ADMM, PnP-FBS, gradient-step PnP, equivariant PnP
 #
 # The shipped denoisers inside the solvers (`mrirecon/solvers/pnp.py`), each method with its defaults (strength
-# set from the noise level estimated in the data, see the README): PnP-ADMM with the plain DnCNN and with the
-# real-spectral-normalised one (`Lip(I − D) ≤ 0.95`), PnP-FBS and equivariant PnP-ADMM with the real-SN DnCNN,
+# set from the noise level estimated in the data, see the README): PnP-ADMM as `mrirecon recon --method
+# pnp-admm` runs it by default (the firmly non-expansive, Jacobian-penalised `dncnn-jac`, to convergence), with
+# the plain DnCNN and with the real-spectral-normalised one (`Lip(I − D) ≤ 0.95`), PnP-FBS and equivariant PnP-ADMM with the real-SN DnCNN,
 # and gradient-step PnP with its gradient-step DRUNet. On the phantom of section 1 (an anatomy the denoisers
 # never saw) and on the demo validation slices of section 4; then the fixed-point residual of every run.
 # Rows whose weights are not installed are skipped.
@@ -292,7 +293,8 @@ from mrirecon.denoisers.zoo import shipped_denoisers  # noqa: E402
 
 # The plain and real-SN runs do not converge and lose PSNR past ~100 iterations (README, Plug-and-play): they
 # are shown at 100 iterations, the early-stopped iterate (PnP-ADMM/FBS cap their default runs at 300).
-PNP = {"pnp-admm (dncnn)": ("pnp-admm", {"weights": "dncnn", "iters": 100}),
+PNP = {"pnp-admm (default: dncnn-jac)": ("pnp-admm", {"weights": "dncnn-jac"}),
+       "pnp-admm (dncnn)": ("pnp-admm", {"weights": "dncnn", "iters": 100}),
        "pnp-admm (dncnn-sn)": ("pnp-admm", {"weights": "dncnn-sn", "iters": 100}),
        "pnp-fbs (dncnn-sn)": ("pnp-fbs", {"weights": "dncnn-sn", "iters": 100}),
        "pnp-admm-equivariant (dncnn-sn)": ("pnp-admm-equivariant", {"weights": "dncnn-sn"}),
@@ -386,15 +388,17 @@ if root is not None and have_pdnet:
 # ## 7. Learned equilibrium and unrolled methods (`deq`, `red`, `unrolled-admm`)
 #
 # The shipped demo networks (trained on the demo dataset's train split by `recipes/deq_demo.yaml`,
-# `rerg_demo.yaml`, `unrolled_admm_demo.yaml`): DEQ-GD and RERG (deep equilibrium gradient descent with a
-# learned regularising gradient, Anderson acceleration; by default they run with the forward budget they were
-# trained with, ≤ 15 iterations) and an unrolled ADMM with T = 8 tied iterations. They run on the phantom of section 1 (an anatomy they never saw) and, when the demo
+# `rerg_demo.yaml`, `deq_admm_demo.yaml`, `unrolled_admm_demo.yaml`): DEQ-GD and RERG (deep equilibrium gradient
+# descent with a learned regularising gradient, Anderson acceleration; by default they run with the forward
+# budget they were trained with, ≤ 15 iterations), DEQ-ADMM (PnP-ADMM's iteration with `dncnn-jac` as the
+# starting network, trained through its fixed point) and an unrolled ADMM with T = 8 tied iterations. They run on the phantom of section 1 (an anatomy they never saw) and, when the demo
 # dataset is available, on the validation slices of section 4. The last plot shows the fixed-point residual
 # of RERG with Anderson acceleration and with plain iteration. Rows whose weights are not shipped are skipped.
 
 # %%
 
 LEARNED = {"deq (deq-demo)": ("deq", {"weights": "deq-demo"}), "deq (rerg-demo)": ("deq", {"weights": "rerg-demo"}),
+           "deq (deq-admm-demo)": ("deq", {"weights": "deq-admm-demo"}),
            "unrolled-admm": ("unrolled-admm", {"weights": "unrolled-admm-demo"})}
 shipped = shipped_denoisers()
 LEARNED = {k: v for k, v in LEARNED.items() if v[1]["weights"] in shipped}

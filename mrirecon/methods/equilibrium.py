@@ -5,7 +5,9 @@ Each reconstructs one slice (or batch) with SENSE ``A = Sense(maps, mask)`` in t
 back), so the defaults mean the same on any data set:
 
 * ``deq`` — a trained deep equilibrium network (:class:`~mrirecon.models.equilibrium.DEQRecon`; shipped:
-  ``deq-demo`` — DEQ-GD, ``rerg-demo`` — RERG, ``deq-sn-demo`` — DEQ-FBS with a certified contraction, whose
+  ``deq-demo`` (default) — DEQ-GD, ``rerg-demo`` — RERG, ``deq-admm-demo`` — DEQ-ADMM started from ``dncnn-jac``
+  with ``pnp-admm``'s noise-adaptive ``α`` (best on the demo test split with maps from a calibration scan, worst
+  with maps from few ACS lines: the README's DEQ results), ``deq-sn-demo`` — DEQ-FBS with a certified contraction, whose
   bound for the slice's operator is reported as ``info["contraction_bound"]``): its fixed point, found by
   Anderson acceleration to ``tol``
   within ``iters`` iterations (the network's own learned step sizes; by default the budget and tolerance it
@@ -43,14 +45,15 @@ class DEQOptions:
     """Options of ``deq``.
 
     Attributes:
-        weights: a shipped DEQ (``deq-demo``, ``rerg-demo``, ``deq-sn-demo``) or a weights/checkpoint file of a
-            ``deq`` network.
+        weights: a shipped DEQ (``deq-demo``, ``rerg-demo``, ``deq-admm-demo``, ``deq-sn-demo``) or a
+            weights/checkpoint file of a ``deq`` network.
         iters: maximum forward iterations (``None``: the network's trained ``max_iter``).
         tol: stop when the relative fixed-point residual ``‖T(x) − x‖ / ‖T(x)‖`` is at most ``tol``
             (``None``: the network's trained ``tol``). A network that was trained with a forward budget it
-            never used up to its tolerance (the shipped demo DEQs: 15 iterations, tol 1e-3) is a
+            never used up to its tolerance (the DEQ-GD and RERG demos: 15 iterations, tol 1e-3) is a
             fixed-budget network in practice; iterating it further towards its fixed point is possible
-            (``iters=100, tol=1e-4``) but was measured to lower the PSNR, so the default is its training budget.
+            (``iters=100, tol=1e-4``) but was measured to lower the PSNR, so the default is its training budget
+            (``deq-admm-demo``: 40 iterations, tol 1e-3, which it reaches on the demo test slices).
         anderson: Anderson acceleration (else plain iteration).
         memory: Anderson's memory.
         divergence: ``"stop"`` (warn, return the best in-bound iterate) or ``"raise"``.
@@ -139,7 +142,7 @@ def _report_info(report: Any, seconds: float, who: str, divergence: str) -> dict
 
 
 @register_method("deq", DEQOptions, needs_maps=True,
-                 description="deep equilibrium network (DEQ-GD / RERG), fixed point by Anderson acceleration")
+                 description="deep equilibrium network (DEQ-GD, RERG, DEQ-ADMM), fixed point by Anderson")
 def deq(sample: KSpaceSample, options: DEQOptions) -> ReconResult:
     """The fixed point of a trained DEQ for the sample (see the module docstring)."""
     from mrirecon.models.equilibrium import DEQRecon  # noqa: PLC0415

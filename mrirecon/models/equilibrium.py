@@ -84,7 +84,8 @@ class DEQRecon(ModelBased):
         support: restrict the iterates to the coil maps' support (SENSE; :class:`~mrirecon.solvers.deq.DataTerm`).
             ``False`` leaves the pixels no coil sees to the prior, as ``pnp-admm`` does: the fastMRI metrics
             compare with ``reconstruction_rss``, whose background there is noise, and zeros cost 0.2–0.4 dB
-            against it on the demo test split (the README's DEQ section).
+            against it on the demo test split (while gaining 0.1–0.2 dB against the demo's noise-free image,
+            whose background is exactly zero; the README's DEQ section).
         learn_parameters: learn ``η``, ``λ``, ``α`` (else fixed).
         max_iter, tol, criterion, anderson, memory, bound: the forward solve (:class:`FixedPointConfig`;
             ``bound`` in normalised units, images of magnitude maximum ≈ 1).

@@ -8,7 +8,7 @@ is ``x / s``), as a mean over pixels and batch. The image term ``ms(x* − x)`` 
 coil maps' support (SENSE forward models): the target there is ``Σ_c conj(S_c)·(coil image)``, zero by
 construction where no coil sees, not a measurement; a network that leaves those pixels to its prior
 (``model.support: false``) is not taught to zero them (zeros cost 0.2–0.4 dB against ``reconstruction_rss``,
-whose background is noise). For networks restricted to the support the term is unchanged (both are zero there).
+whose background is noise, on the demo test split). For networks restricted to the support the term is unchanged (both are zero there).
 
 ``loss.mode`` selects what is minimised (``x*`` the network's output, ``T`` its iteration,
 ``ms(v) = mean_j |v_j|²`` per image):
