@@ -5,9 +5,9 @@ Each reconstructs one slice (or batch) with SENSE ``A = Sense(maps, mask)`` in t
 back), so the defaults mean the same on any data set:
 
 * ``deq`` — a trained deep equilibrium network (:class:`~mrirecon.models.equilibrium.DEQRecon`; shipped:
-  ``deq-demo`` (default) — DEQ-GD, ``rerg-demo`` — RERG, ``deq-admm-demo`` — DEQ-ADMM started from ``dncnn-jac``
-  with ``pnp-admm``'s noise-adaptive ``α`` (best on the demo test split with maps from a calibration scan, worst
-  with maps from few ACS lines: the README's DEQ results), ``deq-sn-demo`` — DEQ-FBS with a certified contraction, whose
+  ``deq-admm-demo`` (default) — DEQ-ADMM started from ``dncnn-jac`` with ``pnp-admm``'s noise-adaptive ``α``
+  (a true equilibrium: it reaches its tolerance; it holds on anatomy it never saw, and loses with maps from as few
+  as 10 ACS lines: the README's DEQ results), ``deq-demo`` — DEQ-GD, ``rerg-demo`` — RERG, ``deq-sn-demo`` — DEQ-FBS with a certified contraction, whose
   bound for the slice's operator is reported as ``info["contraction_bound"]``): its fixed point, found by
   Anderson acceleration to ``tol``
   within ``iters`` iterations (the network's own learned step sizes; by default the budget and tolerance it
@@ -45,7 +45,7 @@ class DEQOptions:
     """Options of ``deq``.
 
     Attributes:
-        weights: a shipped DEQ (``deq-demo``, ``rerg-demo``, ``deq-admm-demo``, ``deq-sn-demo``) or a
+        weights: a shipped DEQ (``deq-admm-demo``, ``deq-demo``, ``rerg-demo``, ``deq-sn-demo``) or a
             weights/checkpoint file of a ``deq`` network.
         iters: maximum forward iterations (``None``: the network's trained ``max_iter``).
         tol: stop when the relative fixed-point residual ``‖T(x) − x‖ / ‖T(x)‖`` is at most ``tol``
@@ -60,7 +60,7 @@ class DEQOptions:
         seed: accepted for a uniform interface; the method is deterministic.
     """
 
-    weights: str = "deq-demo"
+    weights: str = "deq-admm-demo"
     iters: int | None = None
     tol: float | None = None
     anderson: bool = True
