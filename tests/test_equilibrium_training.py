@@ -295,3 +295,30 @@ def test_shipped_deq_admm_keeps_its_noise_adaptive_setup_and_converges_on_a_real
     zf = reconstruct(sample, "zf")
     assert res.info["converged"] and res.info["iterations"] <= 40
     assert psnr(truth, res.magnitude().numpy()) > psnr(truth, zf.magnitude().numpy()) + 1.0
+
+
+def test_calib_widths_draw_the_maps_calibration_per_training_item(tiny_demo: Path) -> None:
+    """``data.calib_widths``: each training item's ESPIRiT maps come from a centre box of one of the listed
+    phase-encoding widths (seeded by the item, cached per slice and width); validation keeps ``calib``."""
+    from mrirecon.training.equilibrium_data import EquilibriumDataConfig, SliceTargets, slice_maps
+
+    with pytest.raises(ConfigError, match="calib_widths"):
+        EquilibriumDataConfig(calib_widths=(4,))
+    with pytest.raises(ConfigError, match="calib_widths"):
+        EquilibriumDataConfig(maps="lowres", calib_widths=(8,))
+    cfg = EquilibriumDataConfig(source="files", root=str(tiny_demo), calib=16, calib_widths=(6, 16),
+                                phase_augment=False)
+    train = SliceTargets(tiny_demo / "train", cfg, "", slices=1, seed=0, crop=None)
+    items = [train[k] for k in range(6)]
+    kspace = train.ds[train.index[0]].kspace
+    narrow, wide = slice_maps(kspace, cfg, 6), slice_maps(kspace, cfg)
+    assert not torch.allclose(narrow, wide)
+    kinds = {"narrow" if torch.equal(it["maps"], narrow) else "wide" if torch.equal(it["maps"], wide) else "?"
+             for it in items}
+    assert kinds == {"narrow", "wide"}                      # both widths drawn, nothing else
+    assert set(train._maps) == {(train.index[0], 6), (train.index[0], 16)}
+    again = SliceTargets(tiny_demo / "train", cfg, "", slices=1, seed=0, crop=None)
+    assert all(torch.equal(again[k]["maps"], items[k]["maps"]) for k in range(6))  # seeded by the item
+    val = SliceTargets(tiny_demo / "val", cfg, "", slices=1, seed=None, crop=None)
+    vk = val.ds[val.index[0]].kspace
+    assert torch.equal(val[0]["maps"], slice_maps(vk, cfg))

@@ -13,6 +13,10 @@ precomputed maps (``mrirecon prep espirit``) in ``maps_dir``/``val_maps_dir``. T
 calibration scan: the maps do not depend on the drawn mask. Use the kind of maps the network will be run
 with: ratio maps (``lowres``) carry the object's phase, so their SENSE-combined images are real and
 non-negative and a network trained on them fails on ESPIRiT images, which keep a smooth phase.
+``calib_widths`` (ESPIRiT only; e.g. ``[10, 16, 24]``) draws, per training item, the phase-encoding width of
+that centre box from the list (seeded by the item), so the network also sees the poorer maps that a
+reconstruction estimates from a few ACS lines (``mrirecon recon`` uses the mask's own fully sampled centre);
+validation keeps ``calib``.
 ``phase_augment`` multiplies each training item's maps by a random global phase ``e^{iθ}`` (the target by
 ``e^{−iθ}``; the coil images are unchanged), so the prior does not learn one phase convention.
 
@@ -48,9 +52,9 @@ class EquilibriumDataConfig:
     domain (needed to batch files of different sizes; ``null`` uses whole slices; a side larger than the image
     keeps it whole). Crop along the readout (first, fully sampled) axis and keep the whole phase-encoding
     width: the aliasing of line masks is then exactly that of whole slices (a narrower field of view along
-    the phase encoding folds differently). ``phase_augment``: see the module docstring. ``max_train_slices``
-    caps the training slices
-    (evenly spaced, 0: all); ``val_slices`` the validation slices (evenly spaced).
+    the phase encoding folds differently). ``phase_augment``, ``calib_widths``: see the module docstring.
+    ``max_train_slices`` caps the training slices (evenly spaced, 0: all); ``val_slices`` the validation slices
+    (evenly spaced).
     """
 
     source: Literal["demo", "files"] = "demo"
@@ -59,6 +63,7 @@ class EquilibriumDataConfig:
     val: str = "val"
     maps: Literal["espirit", "lowres", "sidecar"] = "espirit"
     calib: int = 24
+    calib_widths: tuple[int, ...] = ()
     maps_dir: str = ""
     val_maps_dir: str = ""
     crop: tuple[int, int] | None = None
@@ -69,6 +74,9 @@ class EquilibriumDataConfig:
     def __post_init__(self) -> None:
         if self.calib < 2:
             raise ConfigError(f"data.calib must be >= 2, got {self.calib}")
+        if any(int(c) < 6 for c in self.calib_widths) or (self.calib_widths and self.maps != "espirit"):
+            raise ConfigError(f"data.calib_widths: widths >= 6 (ESPIRiT's 6x6 kernel) with maps: espirit, got "
+                              f"{list(self.calib_widths)} with maps: {self.maps}")
         if self.crop is not None and min(self.crop) < 8:
             raise ConfigError(f"data.crop must be at least 8x8, got {list(self.crop)}")
         if self.maps == "sidecar" and not self.maps_dir:
@@ -141,10 +149,11 @@ class ForwardModelConfig:
         return MaskSpec(kind, float(acceleration), center_fraction=min(self.center_lines / acceleration, 0.5))
 
 
-def slice_maps(kspace: torch.Tensor, cfg: EquilibriumDataConfig) -> torch.Tensor:
-    """Coil maps ``[C, H, W]`` of a fully sampled slice from its ``calib`` centre (``lowres`` or ``espirit``)."""
+def slice_maps(kspace: torch.Tensor, cfg: EquilibriumDataConfig, width: int | None = None) -> torch.Tensor:
+    """Coil maps ``[C, H, W]`` of a fully sampled slice from its ``calib`` centre (``lowres`` or ``espirit``);
+    ``width``: the box's phase-encoding (last-axis) width instead of ``calib``."""
     h, w = kspace.shape[-2:]
-    c = (min(cfg.calib, h), min(cfg.calib, w))
+    c = (min(cfg.calib, h), min(cfg.calib if width is None else width, w))
     if cfg.maps == "espirit":
         from mrirecon.operators.espirit import espirit_maps  # noqa: PLC0415
 
@@ -176,7 +185,7 @@ class SliceTargets(Dataset):
         n = len(self.ds)
         self.index = (list(range(n)) if slices <= 0 or slices >= n
                       else sorted({int(round(v)) for v in np.linspace(0, n - 1, slices)}))
-        self._maps: dict[int, torch.Tensor] = {}
+        self._maps: dict[tuple[int, int | None], torch.Tensor] = {}
         self._perm: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -198,9 +207,13 @@ class SliceTargets(Dataset):
         if s.maps is not None:
             maps = s.maps.to(kspace.dtype)
         elif self.cfg.maps == "espirit":
-            if j not in self._maps:
-                self._maps[j] = slice_maps(kspace, self.cfg)
-            maps = self._maps[j]
+            width = None
+            if self.cfg.calib_widths and self.seed is not None:
+                widths = self.cfg.calib_widths
+                width = int(widths[int(np.random.default_rng([self.seed, int(k), 7]).integers(0, len(widths)))])
+            if (j, width) not in self._maps:
+                self._maps[j, width] = slice_maps(kspace, self.cfg, width)
+            maps = self._maps[j, width]
         else:
             maps = slice_maps(kspace, self.cfg)
         if maps.ndim != kspace.ndim:
