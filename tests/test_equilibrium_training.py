@@ -322,3 +322,32 @@ def test_calib_widths_draw_the_maps_calibration_per_training_item(tiny_demo: Pat
     val = SliceTargets(tiny_demo / "val", cfg, "", slices=1, seed=None, crop=None)
     vk = val.ds[val.index[0]].kspace
     assert torch.equal(val[0]["maps"], slice_maps(vk, cfg))
+
+
+def test_fne_penalty_term_on_the_network_of_a_deq() -> None:
+    """``loss.fne``: λ·max(‖J_{2N−I}‖², 1 − ε) on the DEQ's network between the target and a noisy target; a
+    near-identity network sits at ‖J‖ ≈ 1 (penalty ≈ λ), an expanded one above, with gradients to its weights."""
+    from mrirecon.training.equilibrium import EquilibriumLossConfig, fne_term
+
+    with pytest.raises(ConfigError, match="fne"):
+        EquilibriumLossConfig(fne=-1.0)
+    with pytest.raises(ConfigError, match="fne"):
+        EquilibriumLossConfig(fne=0.1, fne_sigma=(0.2, 0.1))
+    cfg = EquilibriumLossConfig(fne=0.5, fne_iters=30)
+    model = build_model("deq", {"iteration": "admm", "network_options": {"depth": 3, "width": 4}}, seed=0).double()
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 12, 10, dtype=torch.complex128, generator=g)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.mul_(1e-3)                                     # residual DnCNN: N(x) ≈ x, J_{2N−I} ≈ I
+    pen, norms = fne_term(model, target, cfg, torch.Generator().manual_seed(1))
+    assert norms.shape == (2,) and torch.allclose(norms, torch.ones(2, dtype=torch.float64), atol=1e-2)
+    assert float(pen.detach()) == pytest.approx(0.5 * float(norms.square().clamp_min(0.9).mean()), rel=1e-6)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.mul_(3e3)                                      # weights x3: an expansive residual
+    pen, norms = fne_term(model, target, cfg, torch.Generator().manual_seed(1))
+    assert float(norms.max()) > 1.05 and float(pen.detach()) > 0.5
+    pen.backward()
+    grads = [p.grad for p in model.net.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(q).all()) for q in grads) and any(float(q.abs().max()) > 0 for q in grads)

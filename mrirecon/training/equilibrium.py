@@ -32,6 +32,9 @@ denoiser ``D`` (``loss.link_denoiser``: a shipped name or a weights file) and ``
 white noise, ``σ`` = ``loss.link_sigma``), ``loss.link · ms(σ²G_θ(D(z)) − (z − D(z)))`` ties ``σ²G_θ`` to
 the proximal residual of ``D`` (``D = prox_{σ²r}`` ⟺ ``z − D(z) = σ²∇r(D(z))``).
 
+Optional **firm-non-expansiveness penalty** (``loss.fne`` = λ > 0; :func:`fne_term`): the denoisers'
+``λ·max(‖J_{2N−I}(x̃)‖², 1 − ε)`` on the network ``N_θ`` at points between the target and a noisy target.
+
 Logged per batch (Lightning logger): the loss terms, the drawn forward model, and for DEQs the forward
 report (``train/fwd/iters``, ``.../iters_max``, ``.../residual``, ``.../nonconverged``, ``.../diverged``) and,
 after ``backward()``, the adjoint solve's (``train/bwd/...``). Validation: PSNR/SSIM of ``|x*|`` against
@@ -81,6 +84,10 @@ class EquilibriumLossConfig:
     link: float = 0.0
     link_denoiser: str = ""
     link_sigma: float = 0.05
+    fne: float = 0.0
+    fne_eps: float = 0.1
+    fne_iters: int = 8
+    fne_sigma: tuple[float, float] = (0.02, 0.1)
 
     def __post_init__(self) -> None:
         if self.bound_weight < 0 or self.link < 0 or self.link_sigma <= 0:
@@ -91,6 +98,9 @@ class EquilibriumLossConfig:
                               f"{self.bound_eps}")
         if self.link > 0 and not self.link_denoiser:
             raise ConfigError("loss.link > 0 needs loss.link_denoiser (a shipped denoiser name or a weights file)")
+        if self.fne < 0 or not 0 < self.fne_eps < 1 or self.fne_iters < 1 or not 0 <= self.fne_sigma[0] <= self.fne_sigma[1]:
+            raise ConfigError(f"loss: need fne >= 0, 0 < fne_eps < 1, fne_iters >= 1 and 0 <= fne_sigma[0] <= "
+                              f"fne_sigma[1], got {self.fne}, {self.fne_eps}, {self.fne_iters}, {list(self.fne_sigma)}")
 
 
 @dataclass
@@ -212,6 +222,35 @@ def rg1_loss(model: DEQRecon, x: torch.Tensor, data: Any, cfg: EquilibriumLossCo
     return (r * bound_factor(lip, cfg.bound_eps)).mean(), r.detach(), lip.detach()
 
 
+def fne_term(model: ModelBased, target: torch.Tensor, cfg: EquilibriumLossConfig, generator: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``loss.fne``: the firm-non-expansiveness penalty of the denoiser training on the model's network ``N_θ``.
+
+    :func:`~mrirecon.denoisers.jacobian.fne_penalty` (``λ·max(‖J_{2N−I}(x̃)‖², 1 − ε)``) at points between the
+    (normalised) target and the target plus complex white noise of a level uniform in ``loss.fne_sigma``, so
+    that a network started from a firmly non-expansive denoiser (``dncnn-jac``) stays one while it is trained
+    through the fixed point. Returns the penalty and the per-point norms (detached).
+    """
+    from mrirecon.denoisers.jacobian import fne_penalty  # noqa: PLC0415
+
+    net = getattr(model, "net", None)
+    if net is None:
+        raise ConfigError(f"loss.fne needs a model with a network, got {type(model).__name__}")
+    clean = target.detach()
+    b = clean.shape[0]
+    lo, hi = cfg.fne_sigma
+    level = (lo + (hi - lo) * torch.rand(b, generator=generator, dtype=clean.real.dtype)).to(clean.device)
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+    noisy = clean + level.reshape(-1, *([1] * (clean.ndim - 1))).to(clean.dtype) * noise
+
+    def real_map(z: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_real(net(torch.view_as_complex(z.contiguous())))
+
+    res = fne_penalty(real_map, torch.view_as_real(clean), torch.view_as_real(noisy), lam=cfg.fne, eps=cfg.fne_eps,
+                      iters=cfg.fne_iters, generator=generator)
+    return res.penalty, res.norms
+
+
 def init_network(model: ModelBased, source: str) -> None:
     """Copy the network of the denoiser ``source`` (shipped name or file) into ``model.net`` (``init.network``).
 
@@ -305,6 +344,9 @@ class EquilibriumModule(RecipeModule):
             bound, r, lip = rg1_loss(model, target, p.data, cfg, self.step_generator(12))
             terms["bound"] = bound * (cfg.bound_weight if cfg.mode == "rerg" else 1.0)
             self._log_dict({"step_residual": float(r.mean()), "lipschitz": float(lip.max())}, "train/", b)
+        if cfg.fne > 0:
+            terms["fne"], lip = fne_term(model, target, cfg, self.step_generator(14))
+            self._log_dict({"jac_2N-I": float(lip.max())}, "train/", b)
         if cfg.link > 0:
             assert isinstance(model, DEQRecon)
             den = self.link_denoiser()
@@ -408,4 +450,4 @@ TASK = register_task(TaskSpec(name="equilibrium", recipe=EquilibriumRecipe, modu
 
 __all__ = ["EquilibriumDataModule", "EquilibriumLossConfig", "EquilibriumModelSection", "EquilibriumModule",
            "EquilibriumRecipe", "bound_factor", "evaluate_item", "jacobian_norm", "mean_square", "rg1_loss",
-           "target_support"]
+           "fne_term", "target_support"]
