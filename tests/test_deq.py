@@ -381,6 +381,7 @@ def test_iterates_stay_in_the_support_of_the_coil_maps() -> None:
     admm = ADMMMap(data, net, 0.7)
     assert float(admm(admm.init(x0))[..., :2, :].abs().max()) == 0
     assert DataTerm(A, y).support is None                       # maps nonzero everywhere: no restriction
+    assert A.coil_support() is None and torch.equal(B.coil_support(), data.support > 0)
     assert DataTerm(B, data.y, restrict_support=False).support is None
 
 

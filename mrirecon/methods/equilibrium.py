@@ -6,9 +6,9 @@ back), so the defaults mean the same on any data set:
 
 * ``deq`` — a trained deep equilibrium network (:class:`~mrirecon.models.equilibrium.DEQRecon`; shipped:
   ``deq-admm-demo`` (default) — DEQ-ADMM started from ``dncnn-jac`` with ``pnp-admm``'s noise-adaptive ``α``
-  (it reaches its tolerance on the demo test slices, holds on anatomy it never saw, and loses with maps from as
-  few as 10 ACS lines: the README's DEQ results), ``deq-demo`` — DEQ-GD, ``rerg-demo`` — RERG, ``deq-sn-demo`` — DEQ-FBS with a certified contraction, whose
-  bound for the slice's operator is reported as ``info["contraction_bound"]``): its fixed point, found by
+  (the README's DEQ results), ``deq-demo`` — DEQ-GD, ``rerg-demo`` — RERG, ``deq-sn-demo`` — DEQ-FBS with a
+  certified contraction, whose bound for the slice's operator is reported as ``info["contraction_bound"]``): its
+  fixed point, found by
   Anderson acceleration to ``tol``
   within ``iters`` iterations (the network's own learned step sizes; by default the budget and tolerance it
   was trained with);

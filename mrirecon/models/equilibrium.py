@@ -32,7 +32,7 @@ from torch import nn
 
 from mrirecon.denoisers.registry import register
 from mrirecon.errors import ConfigError
-from mrirecon.models.model_based import ModelBased, Problem, build_network, prepare_problem, softplus_inverse
+from mrirecon.models.model_based import ModelBased, Problem, build_network, softplus_inverse
 from mrirecon.operators.linop import Linop
 from mrirecon.solvers.anderson import FixedPointConfig
 from mrirecon.solvers.deq import (
@@ -166,10 +166,9 @@ class DEQRecon(ModelBased):
         """``σ²G_θ(x) = x − N_θ(x)`` (the regularising gradient, in image units)."""
         return x - self.net(x)
 
-    def prepare(self, y: torch.Tensor, A: Linop) -> Problem:
-        """:func:`~mrirecon.models.model_based.prepare_problem`, with the noise level when ``α`` adapts to it."""
-        return prepare_problem(y, A, self.init_iters, self.cg_iters, type(self).__name__, noise=self.sigma is not None,
-                               restrict_support=self.support)
+    def prepare(self, y: torch.Tensor, A: Linop, **options: Any) -> Problem:
+        """:meth:`ModelBased.prepare`, with the noise level when ``α`` adapts to it and the support setting."""
+        return super().prepare(y, A, **{"noise": self.sigma is not None, "restrict_support": self.support, **options})
 
     def admm_alpha(self, noise: torch.Tensor | None, ndim: int) -> torch.Tensor:
         """``α`` of the ADMM data step, per batch element ``[B, 1, ...]`` with ``sigma`` (else the scalar).
@@ -181,9 +180,8 @@ class DEQRecon(ModelBased):
         a = self.value("alpha")
         if self.sigma is None or noise is None:
             return a
-        known = torch.isfinite(noise) & (noise > 0)
-        ratio = torch.where(known, self.sigma / torch.where(known, noise, torch.ones_like(noise)),
-                            torch.ones_like(noise)).to(a.dtype)
+        known = torch.isfinite(noise) & (noise > 0)  # no gradient flows into ``noise``: one ``where`` suffices
+        ratio = torch.where(known, self.sigma / noise, 1.0).to(a.dtype)
         return (a * ratio.square()).reshape(-1, *([1] * ndim))
 
     def iteration_map(self, data: DataTerm, noise: torch.Tensor | None = None) -> IterationMap:

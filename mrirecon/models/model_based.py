@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -93,7 +93,7 @@ def prepare_problem(y: torch.Tensor, A: Linop, init_iters: int = 10, cg_iters: i
     sigma_n = None
     if noise:
         sigma_n = torch.full_like(s, math.nan)
-        if isinstance(A, Sense) and y.ndim == 4:
+        if isinstance(A, Sense):
             with torch.no_grad():
                 mask = A.mask if A.mask is not None else torch.ones((), dtype=y.real.dtype, device=y.device)
                 sigma_n = estimate_noise(y, mask) / s
@@ -125,9 +125,10 @@ class ModelBased(nn.Module):
     init_iters: int = 10
     cg_iters: int = 10
 
-    def prepare(self, y: torch.Tensor, A: Linop) -> Problem:
-        """:func:`prepare_problem` with this network's ``init_iters`` and ``cg_iters``."""
-        return prepare_problem(y, A, self.init_iters, self.cg_iters, type(self).__name__)
+    def prepare(self, y: torch.Tensor, A: Linop, **options: Any) -> Problem:
+        """:func:`prepare_problem` with this network's ``init_iters`` and ``cg_iters`` (``options``: its
+        ``noise``/``restrict_support``)."""
+        return prepare_problem(y, A, self.init_iters, self.cg_iters, type(self).__name__, **options)
 
     def solve(self, problem: Problem) -> torch.Tensor:
         """The normalised reconstruction ``[B, *ishape]`` of a prepared problem."""

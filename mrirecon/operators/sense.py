@@ -145,6 +145,12 @@ class Sense(Linop):
         self._shifted: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._normal_cache: tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None] | None = None
 
+    def coil_support(self) -> torch.Tensor | None:
+        """Boolean ``[..., H, W]`` (``[..., M, H, W]`` with map sets): the pixels some coil sees
+        (``Σ_c |S_c|² > 0``); ``None`` when every pixel is seen."""
+        inside = self.maps.abs().square().sum(dim=-3) > 0
+        return None if bool(inside.all()) else inside
+
     def check_adjoint_input(self, y: torch.Tensor) -> None:
         """Validate k-space ``[..., C, H, W]``; names the coil mismatch if there is one."""
         if isinstance(y, torch.Tensor) and y.ndim >= 3 and y.shape[-3] != self.oshape[0] \

@@ -240,8 +240,8 @@ class DataTerm(DataProx):
         self.cg_iters = int(cg_iters)
         self.support: torch.Tensor | None = None
         if restrict_support and isinstance(A, Sense):
-            inside = A.maps.abs().square().sum(dim=-3) > 0
-            if not bool(inside.all()):
+            inside = A.coil_support()
+            if inside is not None:
                 self.support = inside.to(y.real.dtype)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:

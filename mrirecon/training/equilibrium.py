@@ -8,7 +8,8 @@ is ``x / s``), as a mean over pixels and batch. The image term ``ms(x* − x)`` 
 coil maps' support (SENSE forward models): the target there is ``Σ_c conj(S_c)·(coil image)``, zero by
 construction where no coil sees, not a measurement; a network that leaves those pixels to its prior
 (``model.support: false``) is not taught to zero them (zeros cost 0.2–0.4 dB against ``reconstruction_rss``,
-whose background is noise, on the demo test split). For networks restricted to the support the term is unchanged (both are zero there).
+whose background is noise, on the demo test split). For networks restricted to the support the term is unchanged
+(both are zero there).
 
 ``loss.mode`` selects what is minimised (``x*`` the network's output, ``T`` its iteration,
 ``ms(v) = mean_j |v_j|²`` per image):
@@ -98,7 +99,8 @@ class EquilibriumLossConfig:
                               f"{self.bound_eps}")
         if self.link > 0 and not self.link_denoiser:
             raise ConfigError("loss.link > 0 needs loss.link_denoiser (a shipped denoiser name or a weights file)")
-        if self.fne < 0 or not 0 < self.fne_eps < 1 or self.fne_iters < 1 or not 0 <= self.fne_sigma[0] <= self.fne_sigma[1]:
+        lo, hi = self.fne_sigma
+        if self.fne < 0 or not 0 < self.fne_eps < 1 or self.fne_iters < 1 or not 0 <= lo <= hi:
             raise ConfigError(f"loss: need fne >= 0, 0 < fne_eps < 1, fne_iters >= 1 and 0 <= fne_sigma[0] <= "
                               f"fne_sigma[1], got {self.fne}, {self.fne_eps}, {self.fne_iters}, {list(self.fne_sigma)}")
 
@@ -187,27 +189,31 @@ def bound_factor(lip: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.where(a >= eps, inside, outside)
 
 
+def real_channels(f: Any) -> Any:
+    """``f`` on complex images as a map on their real views ``[..., 2]`` (for the Jacobian power iterations)."""
+
+    def real_map(z: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_real(f(torch.view_as_complex(z.contiguous())))
+
+    return real_map
+
+
 def jacobian_norm(T: Any, x: torch.Tensor, iters: int, generator: torch.Generator) -> torch.Tensor:
     """Spectral norm of ``J_T(x)`` per element (power iteration; the last step differentiable in ``T``'s parameters)."""
     from mrirecon.denoisers.jacobian import jacobian_spectral_norm  # noqa: PLC0415
 
-    def real_map(z: torch.Tensor) -> torch.Tensor:
-        return torch.view_as_real(T(torch.view_as_complex(z.contiguous())))
-
-    return jacobian_spectral_norm(real_map, torch.view_as_real(x).detach(), iters=iters, generator=generator,
+    return jacobian_spectral_norm(real_channels(T), torch.view_as_real(x).detach(), iters=iters, generator=generator,
                                   create_graph=True)
 
 
 def target_support(A: Any, like: torch.Tensor) -> torch.Tensor | float:
-    """``1`` inside the coil maps' support of a SENSE operator (``[B, H, W]`` or broadcastable), else ``1.0``."""
+    """The weight of the image loss: ``1`` inside a SENSE operator's coil support (:meth:`Sense.coil_support
+    <mrirecon.operators.sense.Sense.coil_support>`, in ``like``'s real dtype), ``1.0`` where every pixel is seen or
+    the operator is not SENSE."""
     from mrirecon.operators.sense import Sense  # noqa: PLC0415
 
-    if not isinstance(A, Sense):
-        return 1.0
-    inside = A.maps.abs().square().sum(dim=-3) > 0
-    if bool(inside.all()):
-        return 1.0
-    return inside.to(like.real.dtype)
+    inside = A.coil_support() if isinstance(A, Sense) else None
+    return 1.0 if inside is None else inside.to(like.real.dtype)
 
 
 def rg1_loss(model: DEQRecon, x: torch.Tensor, data: Any, cfg: EquilibriumLossConfig, generator: torch.Generator
@@ -242,11 +248,7 @@ def fne_term(model: ModelBased, target: torch.Tensor, cfg: EquilibriumLossConfig
     level = (lo + (hi - lo) * torch.rand(b, generator=generator, dtype=clean.real.dtype)).to(clean.device)
     noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
     noisy = clean + level.reshape(-1, *([1] * (clean.ndim - 1))).to(clean.dtype) * noise
-
-    def real_map(z: torch.Tensor) -> torch.Tensor:
-        return torch.view_as_real(net(torch.view_as_complex(z.contiguous())))
-
-    res = fne_penalty(real_map, torch.view_as_real(clean), torch.view_as_real(noisy), lam=cfg.fne, eps=cfg.fne_eps,
+    res = fne_penalty(real_channels(net), torch.view_as_real(clean), torch.view_as_real(noisy), lam=cfg.fne, eps=cfg.fne_eps,
                       iters=cfg.fne_iters, generator=generator)
     return res.penalty, res.norms
 
