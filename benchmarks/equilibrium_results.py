@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         cf = 0.08 if accel <= 4 else 0.04
         ds, full, idx = load_split(args.split, accel, cf, args.slices)
         print(f"# {args.split}: {len(idx)} slices, {accel:g}x equispaced, centre {cf}, {args.maps} maps", flush=True)
-        if args.maps == "acs":  # depends on the mask: per acceleration
-            from mrirecon.commands._common import estimate_maps
+        if args.maps == "acs":  # depends on the mask: per acceleration; the maps of `mrirecon recon`
+            from mrirecon.operators.espirit import espirit_maps
 
-            samples = [ds[i].replace(maps=estimate_maps(ds[i].kspace, ds[i].mask, "espirit")) for i in idx]
+            samples = [ds[i].replace(maps=espirit_maps(ds[i].kspace, kernel="auto")) for i in idx]
         else:
             for i in idx:
                 if i not in maps_cache:

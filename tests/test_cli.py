@@ -431,3 +431,31 @@ def test_recon_cli_reproduces_bart_ecalib_and_pics(capsys: pytest.CaptureFixture
     ours = np.abs(read_cfl(tmp_path / "ours")).reshape(180, 230)
     theirs = np.abs(read_cfl(tmp_path / "theirs")).reshape(180, 230)
     assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < 1e-4  # measured 4.2e-6
+
+
+def test_recon_espirit_on_a_centre_narrower_than_bart_kernel(capsys: pytest.CaptureFixture[str], tiny_demo: Path,
+                                                            tmp_path: Path) -> None:
+    """8x with 10 % centre lines on 32 columns leaves a 2-line fully sampled centre: BART's 6x6 ESPIRiT kernel
+    cannot calibrate it (ecalib stops with an assertion, espirit_maps' default raises); `recon` uses the kernel
+    that fits (auto_kernel: 2) and gives the SENSE image with those maps. A 1-line centre is an error that says so."""
+    from mrirecon.data.fastmri import FastMRISliceDataset
+    from mrirecon.data.inputs import undersample
+    from mrirecon.errors import DataError
+    from mrirecon.methods import reconstruct
+    from mrirecon.operators.espirit import calib_region, espirit_maps, sampling_pattern
+    from mrirecon.operators.masks import MaskSpec
+
+    src = sorted((tiny_demo / "val").glob("*.h5"))[0]
+    full = FastMRISliceDataset([src], cache=False)[0]
+    s = undersample(full, MaskSpec("equispaced", 8, center_fraction=0.1), (0, 0), full.meta.extra.get("padding"))
+    assert calib_region(sampling_pattern(s.kspace))[1] == 2
+    with pytest.raises(DataError, match="smaller than the 6x6 kernel"):
+        espirit_maps(s.kspace)
+    rc, out, err = cli(capsys, "recon", src, "-o", tmp_path / "r.npy", "--method", "sense", "--slices", "0",
+                       "--accel", "8", "--center-fraction", "0.1", "--mask", "equispaced", "--no-crop")
+    assert rc == 0, err
+    ref = reconstruct(s.replace(maps=espirit_maps(s.kspace, kernel=2)), "sense").image.numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy")[0], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+    rc, _, err = cli(capsys, "recon", src, "-o", tmp_path / "q.npy", "--method", "sense", "--slices", "0",
+                     "--accel", "8", "--center-fraction", "0.04", "--mask", "equispaced", "--no-crop")
+    assert rc == 2 and f"{src}: " in err and "smaller than the 2x2 kernel" in err and "--maps rss" in err

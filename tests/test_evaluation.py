@@ -124,24 +124,37 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, tiny_demo: Path, tiny_ne
     assert "no such file or folder" in capsys.readouterr().err
 
 
-def test_method_maps_fall_back_to_acs_ratio_maps_on_a_narrow_centre(tiny_demo: Path) -> None:
-    """8x with 4 % centre lines leaves a fully sampled centre narrower than ESPIRiT's 6x6 kernel: the evaluation
-    uses the ACS-ratio maps there (a kernel shrunk to fit gave maps that sent CS-wavelet to NMSE ~15)."""
+@pytest.mark.parametrize("centre", ["8 lines", "1 line"])
+def test_method_maps_use_the_auto_espirit_kernel_and_acs_ratio_maps_on_a_single_line(tiny_demo: Path,
+                                                                                     centre: str) -> None:
+    """A narrow fully sampled centre gets ESPIRiT with the kernel ``auto_kernel`` picks (8 lines of the 32-column
+    tiny demo: 5); a single centre line cannot calibrate ESPIRiT and gets the ACS-ratio maps."""
     from mrirecon.data.fastmri import FastMRISliceDataset
     from mrirecon.data.sample import KSpaceSample
     from mrirecon.methods import reconstruct
     from mrirecon.operators.coils import acs_size, lowres_maps
+    from mrirecon.operators.espirit import auto_kernel, calib_region, espirit_maps, sampling_pattern
     from mrirecon.operators.masks import MaskSpec
     from mrirecon.training.evaluation import method_reconstructor
 
     files = sorted((tiny_demo / "val").glob("*.h5"))
-    s = FastMRISliceDataset(files[:1], mask=MaskSpec("equispaced", 8, center_fraction=0.04), fixed_masks=True,
+    s = FastMRISliceDataset(files[:1], mask=MaskSpec("equispaced", 4, center_fraction=0.25), fixed_masks=True,
                             cache=False)[0]
-    calib = acs_size(s.mask, s.kspace.shape[-2:])
-    assert min(calib) < 6
+    if centre == "1 line":  # every 4th column, the centre one included: no two adjacent lines
+        w = s.kspace.shape[-1]
+        mask = torch.zeros(1, w)
+        mask[:, w // 2 % 4::4] = 1
+        s = s.replace(kspace=s.kspace * mask, mask=mask)
+    region = calib_region(sampling_pattern(s.kspace))
+    if centre == "8 lines":
+        assert min(region) == 8 and auto_kernel(region) == 5
+        maps = espirit_maps(s.kspace, kernel=5)
+    else:
+        assert min(region) == 1
+        maps = lowres_maps(s.kspace, acs_size(s.mask, s.kspace.shape[-2:]))
     recon, _ = method_reconstructor("sense", iters=5)
     batch = KSpaceSample(kspace=s.kspace[None], mask=s.mask[None], meta=[s.meta])
     got = recon(batch)[0]
-    ref = reconstruct(s.replace(maps=lowres_maps(s.kspace, calib)), "sense", iters=5).magnitude().float()
+    ref = reconstruct(s.replace(maps=maps), "sense", iters=5).magnitude().float()
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))

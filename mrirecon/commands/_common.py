@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mrirecon.atomic import atomic_path
-from mrirecon.errors import ConfigError, ShapeError
+from mrirecon.errors import ConfigError, DataError, ShapeError
 
 GENERIC_OPTIONS = ("lam", "iters", "tol", "weights", "seed")
 OUTPUT_SUFFIXES = (".h5", ".npy", ".cfl", ".png", ".nii.gz", ".nii")
@@ -86,7 +86,8 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, mode: str, *, calib_
     Args:
         kspace: undersampled k-space ``[C, H, W]``.
         mask: its mask (broadcastable).
-        mode: ``"espirit"`` (:func:`mrirecon.operators.espirit.espirit_maps`), ``"espirit-bart"`` (the same
+        mode: ``"espirit"`` (:func:`mrirecon.operators.espirit.espirit_maps` with ``kernel="auto"``: BART's 6×6
+            kernel from a 10-line calibration region up, smaller for narrower ones), ``"espirit-bart"`` (the same
             with BART's per-pixel eigen-solver, ``eig="bart"``), ``"rss"``
             (:func:`mrirecon.operators.coils.lowres_maps` on the fully sampled centre) or ``"file"`` (``maps``).
         calib_kspace: k-space with separate calibration lines merged in (ISMRMRD), used instead of ``kspace``.
@@ -94,7 +95,8 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, mode: str, *, calib_
         sets: ESPIRiT map sets.
 
     Raises:
-        ConfigError: unknown mode, or ESPIRiT unavailable.  ShapeError: file maps that do not fit.
+        ConfigError: unknown mode, or ESPIRiT unavailable.  ShapeError: file maps that do not fit.  DataError: a
+            k-space centre ESPIRiT cannot calibrate (named with ``who``).
     """
     k = calib_kspace if calib_kspace is not None else kspace
     if mode == "file":
@@ -111,7 +113,10 @@ def estimate_maps(kspace: torch.Tensor, mask: torch.Tensor, mode: str, *, calib_
         except ImportError:
             raise ConfigError(f"--maps {mode} needs mrirecon.operators.espirit, which this installation lacks; "
                               "use --maps rss") from None
-        return espirit_maps(k, sets=sets, eig="bart" if mode == "espirit-bart" else "exact")
+        try:
+            return espirit_maps(k, kernel="auto", sets=sets, eig="bart" if mode == "espirit-bart" else "exact")
+        except DataError as exc:
+            raise DataError(f"{who}{exc.args[0]}; --maps rss or --maps file are the alternatives") from None
     if mode == "rss":
         from mrirecon.operators.coils import acs_size, lowres_maps
 
@@ -183,7 +188,7 @@ def write_output(path: Path, images: np.ndarray, multi_set: bool = False,
 
         write_submission(path, mag)
     elif kind == ".npy":
-        _atomic(path, lambda t: np.save(open(t, "wb"), images.astype(np.complex64)), ".npy")
+        _atomic(path, lambda t: np.save(t, images.astype(np.complex64)), ".npy")
     elif kind == ".cfl":
         from mrirecon.io.cfl import write_cfl
 

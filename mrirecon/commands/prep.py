@@ -17,12 +17,23 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--combine-averages", action="store_true", help="average repeated acquisitions")
 
 
+def _kernel(text: str) -> int | str:
+    """``--kernel``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
 def add_espirit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", type=Path, help="folder of fastMRI .h5 files")
     p.add_argument("-o", "--out", type=Path, help="sidecar folder (default: <root>_maps next to the data folder)")
     p.add_argument("--method", choices=("espirit", "rss"), default="espirit", help="map estimator (default espirit)")
     p.add_argument("--calib", type=int, help="ESPIRiT calibration region (default: detected, at most 24)")
-    p.add_argument("--kernel", type=int, help="ESPIRiT kernel size (default 6)")
+    p.add_argument("--kernel", type=_kernel, help="ESPIRiT kernel size (default 6, BART's) or 'auto' (6 from a "
+                   "10-line calibration region up, smaller for narrower ones)")
     p.add_argument("--thresh", type=float, help="ESPIRiT singular-value threshold (BART -t)")
     p.add_argument("--crop", type=float, help="ESPIRiT eigenvalue crop (BART -c)")
     p.add_argument("--sets", type=int, help="number of ESPIRiT map sets (default 1)")

@@ -26,6 +26,7 @@ Shapes: ``kspace`` is complex ``[..., C, H, W]`` (centred k-space, zero where no
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -35,6 +36,7 @@ from mrirecon.operators.fft import ifft2c
 CalibSize = int | tuple[int, int] | None
 
 BART_CALIB = 24  # ``ecalib -r`` default
+BART_KERNEL = 6  # ``ecalib -k`` default
 BART_ORTHITER = 30  # orthogonal iterations per pixel in BART's ``eigenmaps``
 EIG_SOLVERS = ("exact", "bart")
 
@@ -86,7 +88,24 @@ def extract_calib(kspace: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return kspace[..., r0:r0 + ch, c0:c0 + cw]
 
 
-def _resolve_calib(kspace: torch.Tensor, calib: CalibSize, kernel: int, who: str) -> tuple[int, int]:
+def auto_kernel(size: tuple[int, int], largest: int = BART_KERNEL) -> int:
+    """The kernel width ``kernel="auto"`` uses for a ``size`` calibration region: BART's 6 where the narrower side
+    has 10 lines or more, else ``side // 2 + 1`` (at least 2), so the kernel is at most about half the region.
+
+    ESPIRiT needs the kernel to slide over the region: with ``w − k + 1`` patch positions across a ``w``-line
+    region, a kernel as wide as the region (BART's 6 on a 6-line centre) sees one patch column, and the
+    eigenvalue crop then discards most of the object. Measured on 4 demo validation slices (8 coils; mean agreement
+    ``|<s, s_ref>|`` with the maps of a 24×24 region over the object, 0 where a map is cropped), a 24×w region:
+    ``k = 6``: 0.022 (w = 6), 0.30 (7), 0.85 (8), 0.976 (9), 0.9995 (10); ``k = 5``: 0.062 (5), 0.98 (7),
+    0.9993 (8); ``k = 4``: 0.24 (4), 0.95 (5), 0.9986 (6); ``k = 3``: 0.89 (3), 0.9967 (4); ``k = 2``: 0.9946 (3).
+    Each ``k`` is good from ``w = 2k − 2`` on, which is this rule. BART's ``ecalib`` stops with an assertion
+    when the region is narrower than its kernel.
+    """
+    side = min(size)
+    return max(2, min(largest, side // 2 + 1))
+
+
+def _resolve_calib(kspace: torch.Tensor, calib: CalibSize, kernel: int | str, who: str) -> tuple[int, int]:
     pattern = sampling_pattern(kspace)
     if calib is None:
         size = calib_region(pattern, BART_CALIB)
@@ -100,6 +119,8 @@ def _resolve_calib(kspace: torch.Tensor, calib: CalibSize, kernel: int, who: str
             raise DataError(f"{who}: the centred {size[0]}x{size[1]} calibration block is not fully sampled "
                             f"({int((~block).sum())} of {block.numel()} k-space points missing); "
                             f"give a smaller calib or None to detect the region")
+    if kernel == "auto":
+        kernel = auto_kernel(size)
     if size[0] < kernel or size[1] < kernel:
         raise DataError(f"{who}: the fully sampled calibration region is {size[0]}x{size[1]}, smaller than "
                         f"the {kernel}x{kernel} kernel (k-space {tuple(kspace.shape)}); give a smaller kernel or "
@@ -292,7 +313,7 @@ def _refine(maps: torch.Tensor, lam: torch.Tensor, flagged: torch.Tensor, Ghat: 
     return maps, lam
 
 
-def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6, thresh: float = 0.001,
+def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int | str = BART_KERNEL, thresh: float = 0.001,
                  crop: float = 0.8, sets: int = 1, grid: int | None = 64, return_eigenvalues: bool = False,
                  eig: str = "exact") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """ESPIRiT coil sensitivity maps (BART ``ecalib`` semantics; see the module docstring).
@@ -301,7 +322,9 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6,
         kspace: complex ``[..., C, H, W]`` centred k-space with a fully sampled centre (not modified).
         calib: ``None`` to detect the largest fully sampled centred block (at most 24×24, BART's
             ``-r 24``), or the block size (``int`` or ``(ch, cw)``), which must be fully sampled.
-        kernel: kernel width ``k`` (BART ``-k``, default 6).
+        kernel: kernel width ``k`` (BART ``-k``, default 6), or ``"auto"``: chosen from the calibration region's
+            size by :func:`auto_kernel` (6 for regions of 10 lines and more, ``side // 2 + 1`` for narrower ones,
+            where a 6×6 kernel gives poor maps or none).
         thresh: singular-value threshold (BART ``-t``, default 0.001: kernels with
             ``σ_i/σ_0 > sqrt(thresh)`` span the signal space; sigpy's ``thresh`` is ``sqrt`` of this).
         crop: zero the maps where the eigenvalue is ``<= crop`` (BART ``-c``, default 0.8).
@@ -326,8 +349,8 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6,
     who = "espirit_maps"
     _check_kspace(kspace, who)
     C, H, W = kspace.shape[-3:]
-    if kernel < 1:
-        raise ConfigError(f"{who}: kernel must be >= 1, got {kernel}")
+    if not (kernel == "auto" or (isinstance(kernel, numbers.Integral) and not isinstance(kernel, bool) and kernel >= 1)):
+        raise ConfigError(f"{who}: kernel must be an integer >= 1 or 'auto', got {kernel!r}")
     if not 1 <= sets <= C:
         raise ConfigError(f"{who}: sets must be in [1, {C}] (the number of coils), got {sets}")
     if eig not in EIG_SOLVERS:
@@ -339,6 +362,8 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int = 6,
     B = ksp.shape[0]
     refine_band = 0.05
     size = _resolve_calib(ksp, calib, kernel, who)
+    if kernel == "auto":
+        kernel = auto_kernel(size)
     cal = extract_calib(ksp, size)
     kernels, keep, _ = espirit_kernels(cal, kernel, thresh)
     Ghat = _gram_coefficients(kernels, keep)  # [B, 2k, 2k, C, C]

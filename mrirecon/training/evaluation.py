@@ -67,7 +67,7 @@ def network_reconstructor(name_or_path: str | Path, device: str = "auto") -> tup
         if getattr(model, "uses_maps", False) and batch.maps is None:
             from mrirecon.operators.espirit import espirit_maps  # noqa: PLC0415
 
-            batch = batch.replace(maps=espirit_maps(batch.kspace))
+            batch = batch.replace(maps=espirit_maps(batch.kspace, kernel="auto"))
         with torch.no_grad():
             return model(batch.to(dev)).abs().float().cpu()
 
@@ -76,29 +76,21 @@ def network_reconstructor(name_or_path: str | Path, device: str = "auto") -> tup
 
 
 def method_reconstructor(name: str, maps: str = "espirit", **options: Any) -> tuple[Reconstructor, str]:
-    """A reconstructor from a registered method (maps per slice: ``espirit`` or ``rss`` low-resolution maps).
-
-    ``espirit`` falls back to the ``rss`` (ACS-ratio) maps for slices whose fully sampled centre is narrower
-    than ESPIRiT's 6×6 kernel.
-    """
+    """A reconstructor from a registered method (maps per slice: ``espirit`` — ESPIRiT with ``kernel="auto"``,
+    BART's 6×6 kernel shrunk for calibration regions narrower than 10 lines — or ``rss`` low-resolution maps, which
+    ``espirit`` also falls back to where the fully sampled centre is a single line)."""
     from mrirecon.methods import get_method, reconstruct  # noqa: PLC0415
 
     spec = get_method(name)
 
     def slice_maps(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         from mrirecon.operators.coils import acs_size, lowres_maps  # noqa: PLC0415
-
-        calib = acs_size(m, k.shape[-2:])
-        if maps == "rss":
-            return lowres_maps(k, calib)
         from mrirecon.operators.espirit import calib_region, espirit_maps, sampling_pattern  # noqa: PLC0415
 
-        # BART's 6x6 kernel. A calibration region narrower than the kernel (fastMRI's 8x masks keep 4% of the
-        # lines: 4-5 lines on a 128-column matrix) cannot calibrate ESPIRiT: a kernel shrunk to fit gave maps
-        # that sent CS-wavelet to NMSE ~15 on the demo test split; the ACS-ratio maps are used instead.
-        if min(calib_region(sampling_pattern(k))) < 6:
-            return lowres_maps(k, calib)
-        return espirit_maps(k, kernel=6)
+        # A single fully sampled line cannot calibrate ESPIRiT (the smallest kernel is 2 wide): ACS-ratio maps then.
+        if maps == "rss" or min(calib_region(sampling_pattern(k))) < 2:
+            return lowres_maps(k, acs_size(m, k.shape[-2:]))
+        return espirit_maps(k, kernel="auto")
 
     def run(batch: KSpaceSample) -> torch.Tensor:
         out = []
