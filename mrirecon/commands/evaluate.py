@@ -29,8 +29,8 @@ def add_source_arguments(p: argparse.ArgumentParser, predictions: bool) -> None:
     p.add_argument("--mask", default="random", help="mask kind: random (fastMRI knee), equispaced (brain), poisson, "
                                                    "gaussian (default random)")
     p.add_argument("--maps", choices=("espirit", "rss"), default="espirit",
-                   help="coil maps for methods that need them (default espirit; ACS-ratio maps where the fully "
-                        "sampled centre is narrower than the 6x6 ESPIRiT kernel)")
+                   help="coil maps for methods that need them (default espirit, with BART's 6x6 kernel shrunk for "
+                        "centres narrower than 10 lines; ACS-ratio maps where the fully sampled centre is one line)")
     p.add_argument("--maps-dir", type=Path, help="precomputed map sidecars (mrirecon prep espirit) instead")
     p.add_argument("--batch-size", type=int, default=4, help="slices per network call (default 4)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
