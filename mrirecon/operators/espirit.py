@@ -37,6 +37,7 @@ CalibSize = int | tuple[int, int] | None
 
 BART_CALIB = 24  # ``ecalib -r`` default
 BART_KERNEL = 6  # ``ecalib -k`` default
+MIN_KERNEL = 2  # the smallest kernel ``kernel="auto"`` picks: a 1-line centre cannot calibrate ESPIRiT
 BART_ORTHITER = 30  # orthogonal iterations per pixel in BART's ``eigenmaps``
 EIG_SOLVERS = ("exact", "bart")
 
@@ -102,10 +103,12 @@ def auto_kernel(size: tuple[int, int], largest: int = BART_KERNEL) -> int:
     when the region is narrower than its kernel.
     """
     side = min(size)
-    return max(2, min(largest, side // 2 + 1))
+    return max(MIN_KERNEL, min(largest, side // 2 + 1))
 
 
-def _resolve_calib(kspace: torch.Tensor, calib: CalibSize, kernel: int | str, who: str) -> tuple[int, int]:
+def _resolve_calib(kspace: torch.Tensor, calib: CalibSize, kernel: int | str, who: str
+                   ) -> tuple[tuple[int, int], int]:
+    """The calibration region's size and the kernel width (``"auto"`` resolved by :func:`auto_kernel`)."""
     pattern = sampling_pattern(kspace)
     if calib is None:
         size = calib_region(pattern, BART_CALIB)
@@ -125,7 +128,7 @@ def _resolve_calib(kspace: torch.Tensor, calib: CalibSize, kernel: int | str, wh
         raise DataError(f"{who}: the fully sampled calibration region is {size[0]}x{size[1]}, smaller than "
                         f"the {kernel}x{kernel} kernel (k-space {tuple(kspace.shape)}); give a smaller kernel or "
                         f"data with a larger fully sampled centre")
-    return size
+    return size, kernel
 
 
 def _check_kspace(kspace: torch.Tensor, who: str) -> None:
@@ -361,9 +364,7 @@ def espirit_maps(kspace: torch.Tensor, calib: CalibSize = None, kernel: int | st
     ksp = kspace.reshape(-1, C, H, W)
     B = ksp.shape[0]
     refine_band = 0.05
-    size = _resolve_calib(ksp, calib, kernel, who)
-    if kernel == "auto":
-        kernel = auto_kernel(size)
+    size, kernel = _resolve_calib(ksp, calib, kernel, who)
     cal = extract_calib(ksp, size)
     kernels, keep, _ = espirit_kernels(cal, kernel, thresh)
     Ghat = _gram_coefficients(kernels, keep)  # [B, 2k, 2k, C, C]
@@ -437,7 +438,7 @@ def walsh_maps(kspace: torch.Tensor, calib: CalibSize = None, window: int = 5, g
     C, H, W = kspace.shape[-3:]
     lead = kspace.shape[:-3]
     ksp = kspace.reshape(-1, C, H, W)
-    size = _resolve_calib(ksp, calib, 1, who)
+    size, _ = _resolve_calib(ksp, calib, 1, who)
     cal = extract_calib(ksp, size)
     gh, gw = min(grid, H), min(grid, W)
     low = torch.zeros(ksp.shape[0], C, gh, gw, dtype=ksp.dtype, device=ksp.device)
@@ -490,7 +491,7 @@ def espirit_maps_sigpy(kspace: torch.Tensor, calib: int | None = None, kernel: i
     C, H, W = kspace.shape[-3:]
     ksp = kspace.reshape(-1, C, H, W)
     if calib is None:
-        calib = min(_resolve_calib(ksp, None, kernel, "espirit_maps_sigpy"))
+        calib = min(_resolve_calib(ksp, None, kernel, "espirit_maps_sigpy")[0])
     out = []
     for b in range(ksp.shape[0]):
         arr = ksp[b].detach().cpu().numpy()

@@ -85,10 +85,15 @@ def method_reconstructor(name: str, maps: str = "espirit", **options: Any) -> tu
 
     def slice_maps(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         from mrirecon.operators.coils import acs_size, lowres_maps  # noqa: PLC0415
-        from mrirecon.operators.espirit import calib_region, espirit_maps, sampling_pattern  # noqa: PLC0415
+        from mrirecon.operators.espirit import (  # noqa: PLC0415
+            MIN_KERNEL,
+            calib_region,
+            espirit_maps,
+            sampling_pattern,
+        )
 
-        # A single fully sampled line cannot calibrate ESPIRiT (the smallest kernel is 2 wide): ACS-ratio maps then.
-        if maps == "rss" or min(calib_region(sampling_pattern(k))) < 2:
+        # A centre narrower than the smallest kernel (one line) cannot calibrate ESPIRiT: ACS-ratio maps then.
+        if maps == "rss" or min(calib_region(sampling_pattern(k))) < MIN_KERNEL:
             return lowres_maps(k, acs_size(m, k.shape[-2:]))
         return espirit_maps(k, kernel="auto")
 
