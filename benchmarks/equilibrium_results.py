@@ -4,7 +4,8 @@ Every slice of a split (or an evenly spaced subset, ``--slices N``) is undersamp
 fastMRI's equispaced masks (fixed per file and slice; centre fraction 0.08 at 4×, 0.04 at 8×); coil maps
 are estimated once per slice from the fully sampled 24×24 k-space centre (``--maps espirit``, default, or
 ``lowres``) and shared by all methods, or (``--maps acs``) by ESPIRiT from the undersampled slice's own ACS lines,
-as ``mrirecon recon`` does. Metrics follow fastMRI: per volume (the slices of one file), ``|x|``
+as ``mrirecon recon`` does (``--acs-kernel`` overrides its ``kernel="auto"``), or (``--maps acs-lowres``) as
+low-resolution ratio maps from those lines, as ``mrirecon recon --maps rss`` does. Metrics follow fastMRI: per volume (the slices of one file), ``|x|``
 against ``reconstruction_rss`` with the volume maximum as data range, then averaged over volumes; ``PSNR*`` is
 the same against the noise-free ``|image|`` of the demo files (``reconstruction_rss`` is the RSS of the noisy
 scan, so PSNR against it has a ceiling; see the README's PnP results).
@@ -76,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accels", type=float, nargs="+", default=[4, 8])
     p.add_argument("--slices", type=int, default=12, help="evenly spaced subset of the split (0: all slices)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows (default: {' '.join(ROWS)})")
-    p.add_argument("--maps", choices=["espirit", "lowres", "acs"], default="espirit",
+    p.add_argument("--maps", choices=["espirit", "lowres", "acs", "acs-lowres"], default="espirit",
                    help="espirit/lowres: from the fully sampled 24x24 centre (a calibration scan); acs: ESPIRiT from "
-                        "the undersampled data's own ACS lines, as `mrirecon recon` estimates them")
+                        "the undersampled data's own ACS lines, as `mrirecon recon` estimates them; acs-lowres: "
+                        "low-resolution coil images over their RSS from the same ACS lines (`recon --maps rss`)")
+    p.add_argument("--acs-kernel", default="auto", help="ESPIRiT kernel of --maps acs: 'auto' (default) or a size")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH",
                    help="use the weights file PATH wherever a row names the shipped NAME")
     p.add_argument("--anderson", nargs="*", default=["deq", "rerg"], help="rows for the Anderson/plain table")
@@ -110,7 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.maps == "acs":  # depends on the mask: per acceleration; the maps of `mrirecon recon`
             from mrirecon.operators.espirit import espirit_maps
 
-            samples = [ds[i].replace(maps=espirit_maps(ds[i].kspace, kernel="auto")) for i in idx]
+            kernel = args.acs_kernel if args.acs_kernel == "auto" else int(args.acs_kernel)
+            samples = [ds[i].replace(maps=espirit_maps(ds[i].kspace, kernel=kernel)) for i in idx]
+        elif args.maps == "acs-lowres":  # `mrirecon recon --maps rss`: the fully sampled centre of the slice
+            from mrirecon.operators.coils import acs_size, lowres_maps
+
+            samples = []
+            for i in idx:
+                k = ds[i].kspace
+                samples.append(ds[i].replace(maps=lowres_maps(k, acs_size(k.abs().sum(-3) > 0, k.shape[-2:]))))
         else:
             for i in idx:
                 if i not in maps_cache:
@@ -127,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             fields = {f.name for f in dataclasses.fields(get_method(method).options)}
             opts = {k: v for k, v in opts.items() if k in fields}
+            # tol 0 (CS-wavelet's default): a fixed iteration count, no tolerance to converge to
+            fixed_iters = opts.get("tol", getattr(get_method(method).options(), "tol", None)) == 0
             if "weights" in opts:
                 opts["weights"] = subst.get(opts["weights"], opts["weights"])
             scores, vs_truth = VolumeScores(), VolumeScores()
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             row = {"label": label, "method": method, "options": opts, "psnr": scores.mean("psnr"),
                    "ssim": scores.mean("ssim"), "psnr_truth": vs_truth.mean("psnr"), "iterations": float(np.mean(its)),
-                   "converged": None if None in conv else f"{sum(map(bool, conv))}/{len(conv)}",
+                   "converged": None if None in conv or fixed_iters else f"{sum(map(bool, conv))}/{len(conv)}",
                    "time_s": float(statistics.median(times)), "volumes": len(scores), "slices": len(samples)}
             results["rows"][f"{key}@{accel:g}x"] = row
             table.append(f"| {label} | {accel:g}x | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['psnr_truth']:.2f} | "
