@@ -109,6 +109,27 @@ def test_noise_estimate_from_the_kspace_edge() -> None:
     assert torch.isnan(estimate_noise(k, torch.zeros(1, 1, 48)))
 
 
+def test_noise_estimate_bands_per_batch_element() -> None:
+    """Each batch element picks its own band: the 10 % band where it has 64 samples, else the 30 % band; nan if
+    none. Checked against the median of the selected magnitudes computed element by element."""
+    g = torch.Generator().manual_seed(4)
+    n = torch.randn(2, 3, 2, 32, 40, generator=g, dtype=torch.float64)
+    k = torch.complex(n[0], n[1])
+    mask = torch.zeros(3, 1, 32, 40)
+    mask[0] = 1.0                    # everything: the 10 % band holds plenty
+    mask[1, :, 3:29, 9:31] = 1.0     # a centre block reaching into the 30 % band only: falls back to it
+    est = estimate_noise(k * mask, mask)
+    ky = (torch.arange(32) - 16).abs() / 16
+    kx = (torch.arange(40) - 20).abs() / 20
+    radius = torch.maximum(ky[:, None], kx[None, :])
+    for b, width in ((0, 0.1), (1, 0.3)):
+        sel = (mask[b] != 0).expand(2, 32, 40) & (radius >= 1 - width)
+        if width == 0.3:
+            assert int(((mask[b] != 0).expand(2, 32, 40) & (radius >= 0.9)).sum()) < 64
+        assert float(est[b]) == pytest.approx(float(k[b][sel].abs().median()) / math.sqrt(2 * math.log(2)))
+    assert torch.isnan(est[2])
+
+
 def test_default_balance_follows_the_estimated_noise(smooth_sample, weights) -> None:
     """alpha = (σ/σ_n)² for PnP-ADMM and lam = (σ_n/σ)² for GS-PnP, with σ_n estimated in normalised units."""
     a = reconstruct(smooth_sample, "pnp-admm", weights=str(weights["sn"]), iters=1, sigma=0.05)

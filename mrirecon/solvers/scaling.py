@@ -57,15 +57,14 @@ def estimate_noise(kspace: torch.Tensor, mask: torch.Tensor, edge: float = 0.1) 
     kx = (torch.arange(W, device=kspace.device) - W // 2).abs() / max(W / 2, 1)
     radius = torch.maximum(ky[:, None], kx[None, :])
     sampled = torch.broadcast_to(mask != 0, kspace.shape)
-    flat_k = kspace.reshape(-1, C, H, W)
+    flat_k = kspace.reshape(-1, C * H * W)
     flat_m = sampled.reshape(-1, C, H, W)
-    out = torch.full((flat_k.shape[0],), math.nan, dtype=kspace.real.dtype, device=kspace.device)
-    for b in range(flat_k.shape[0]):
-        for width in (edge, 0.3):
-            sel = flat_m[b] & (radius >= 1 - width)
-            if int(sel.sum()) >= 64 or width == 0.3:
-                break
-        vals = flat_k[b][sel].abs()
-        if vals.numel():
-            out[b] = vals.median() / math.sqrt(2 * math.log(2))
+    narrow = (flat_m & (radius >= 1 - edge)).reshape(-1, C * H * W)
+    wide = (flat_m & (radius >= 1 - 0.3)).reshape(-1, C * H * W)
+    # per batch element, without a host synchronisation: the narrow band where it holds 64 samples, else the wide
+    use_narrow = narrow.sum(dim=1, keepdim=True) >= 64
+    sel = torch.where(use_narrow, narrow, wide)
+    nan = torch.tensor(math.nan, dtype=kspace.real.dtype, device=kspace.device)
+    # nanmedian, like median, returns the lower of the two middle values of an even count; nan where none sampled
+    out = torch.where(sel, flat_k.abs(), nan).nanmedian(dim=1).values / math.sqrt(2 * math.log(2))
     return out.reshape(kspace.shape[:-3])
