@@ -347,8 +347,9 @@ if PNP and root is not None:
 # %% [markdown]
 # ## 6. Learned: the PD-net against the baselines (demo test split)
 #
-# The shipped learned primal-dual network `pdnet-demo` (`recipes/pdnet_demo.yaml`: trained on the demo *train*
-# split with random line masks at 4× and 8×, on a CPU) against zero-filled and CS-wavelet on the *test* split,
+# The shipped learned primal-dual networks (`recipes/pdnet_demo.yaml`: trained on the demo *train* split with
+# random line masks at 4× and 8×, on a CPU; `pdnet-demo` against the noise-free image, `pdnet-demo-rss` against
+# `reconstruction_rss`, the fastMRI convention) against zero-filled and CS-wavelet on the *test* split,
 # with random masks fixed per volume (seeded by the file name, fastMRI's validation convention). The scores are
 # those of `mrirecon evaluate` (same code): per-volume NMSE/PSNR/SSIM against `reconstruction_rss` with the volume
 # maximum as data range, averaged over volumes. CS-wavelet gets ESPIRiT maps; the PD-net learns its maps from
@@ -368,7 +369,8 @@ except KeyError as err:
 if root is not None and have_pdnet:
     recons5 = {"zf": method_reconstructor("zf"),
                "cs-wavelet": method_reconstructor("cs-wavelet", iters=ITERS["cs-wavelet"]),
-               "pdnet": network_reconstructor("pdnet-demo", "cpu")}
+               "pdnet": network_reconstructor("pdnet-demo", "cpu"),
+               "pdnet (rss)": network_reconstructor("pdnet-demo-rss", "cpu")}
     last = {}
     print("| acceleration | method | NMSE | PSNR (dB) | SSIM | volumes |\n|---|---|---|---|---|---|")
     for accel in ([4] if FAST else [4, 8]):

@@ -20,7 +20,7 @@ def test_one_shipped_denoiser_per_family_and_small() -> None:
     shipped = shipped_denoisers()
     assert set(FAMILIES) <= set(shipped)
     total = sum(p.stat().st_size for p in weights_dir().glob("*.pt"))
-    assert total < 5e6
+    assert total < 6e6  # every shipped network together (5.3 MB with the two 0.77 MB PD-nets): the wheel stays small
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -232,3 +232,23 @@ def test_certified_lipschitz_cache_follows_the_weights_and_stays_bounded() -> No
     for grid in range(8, 8 + 2 * spectral._LIPSCHITZ_CACHE_SIZE):  # more distinct keys than the cache keeps
         certified_lipschitz(net, grid=grid)
     assert len(spectral._LIPSCHITZ_CACHE) == spectral._LIPSCHITZ_CACHE_SIZE
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_certified_bounds_are_the_rigorous_counterpart_of_the_nominal_ones(residual: bool) -> None:
+    """``certified_bounds`` = the certified product ε placed as ``lipschitz_bounds`` places the nominal one, and
+    bounds the Jacobian norm of the map it claims to bound (I − D for the residual form, D otherwise)."""
+    net = build_model("dncnn", {"depth": 3, "width": 4, "residual": residual, "lipschitz": 0.8,
+                                "activation": "maxmin", "sn_size": 16}, seed=4).double().eval()
+    eps = certified_lipschitz(net, grid=64)
+    cert, nominal = net.certified_bounds(grid=64), net.lipschitz_bounds()
+    assert eps is not None and cert is not None and nominal is not None
+    bounded = "I-D" if residual else "D"
+    assert cert[bounded] == pytest.approx(eps) and cert["D" if residual else "I-D"] == pytest.approx(1 + eps)
+    assert nominal[bounded] == pytest.approx(0.8) and net.certified_bound(grid=64) == cert["I-D"]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 2, 12, 10, generator=g, dtype=torch.float64)
+    a, b = (-1.0, 1.0) if residual else (1.0, 0.0)
+    lip = jacobian_spectral_norm(lambda z: a * net.forward_channels(z) + b * z, x, iters=30, generator=g)
+    assert float(lip.max()) <= cert[bounded]
+    assert build_model("dncnn", {"depth": 2, "width": 4}, seed=0).certified_bound() is None  # no SN layers

@@ -128,5 +128,14 @@ class Denoiser(nn.Module):
         raise NotImplementedError
 
     def lipschitz_bound(self) -> float | None:
-        """A guaranteed bound on Lip(I − D) from the architecture (real spectral normalisation), or None."""
+        """The nominal bound on Lip(I − D) from the architecture (real spectral normalisation), or None.
+
+        Nominal: the product of the layers' spectral-normalisation targets. The power iteration that enforces
+        them approaches each layer's norm from below, so the true product can lie slightly above it;
+        :meth:`certified_bound` is the rigorous one.
+        """
+        return None
+
+    def certified_bound(self, grid: int = 256) -> float | None:
+        """A rigorous bound on Lip(I − D), valid at every image size, or None (no real-SN architecture)."""
         return None

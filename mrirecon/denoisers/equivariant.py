@@ -67,4 +67,7 @@ class EquivariantDenoiser(Denoiser):
         return out / 8
 
     def lipschitz_bound(self) -> float | None:
-        return self.denoiser.lipschitz_bound()
+        return self.denoiser.lipschitz_bound()  # rotations and flips are isometries: the bound carries over
+
+    def certified_bound(self, grid: int = 256) -> float | None:
+        return self.denoiser.certified_bound(grid)
