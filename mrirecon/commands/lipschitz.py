@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     images = ImageSlices(resolve_data(args.data), args.key, max_slices=args.slices)
     cert = lipschitz_certificate(den, [images[i] for i in range(len(images))],
                                  sigmas=[s / 255 for s in args.sigmas], n_points=args.points, iters=args.iters,
-                                 seed=args.seed, crop=args.crop or None)
+                                 seed=args.seed, crop=args.crop or None, certify=True)
     print(f"{args.weights} on {len(images)} slices of {args.data} [{args.key}]")
     print(cert.table())
     if args.json is not None:

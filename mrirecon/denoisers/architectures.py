@@ -127,18 +127,10 @@ class DnCNN(Denoiser):
     def body(self, inp: torch.Tensor) -> torch.Tensor:
         return self.net(inp)
 
-    def lipschitz_bound(self) -> float | None:
-        """The nominal bound on ``Lip(I − D)`` under real spectral normalisation, else None.
-
-        ``ε`` (the product of the per-layer targets) for the residual form; ``1 + ε`` when ``D = N`` itself is
-        the bounded map (triangle inequality). :meth:`certified_bound` is the rigorous counterpart.
-        """
-        bounds = self.lipschitz_bounds()
-        return None if bounds is None else bounds["I-D"]
-
     def lipschitz_bounds(self) -> dict[str, float] | None:
         """Nominal bounds ``{"D": …, "I-D": …}`` under real spectral normalisation (else None): the network
-        ``N`` is ``ε``-Lipschitz with ``ε`` the product of its layers' targets; ``D = I − N`` or ``D = N``.
+        ``N`` is ``ε``-Lipschitz with ``ε`` the product of its layers' targets; ``D = I − N`` (``Lip(I − D) ≤ ε``)
+        or ``D = N`` (``Lip(I − D) ≤ 1 + ε``, triangle inequality).
 
         The power iteration enforcing each target estimates the layer's norm from below, so ``ε`` is what
         the normalisation aims at, not a proof: :meth:`certified_bounds` replaces it by the product of
@@ -163,10 +155,6 @@ class DnCNN(Denoiser):
             return None
         eps = certified_lipschitz(self, grid)
         return None if eps is None else self._bounds(eps)
-
-    def certified_bound(self, grid: int = 256) -> float | None:
-        bounds = self.certified_bounds(grid)
-        return None if bounds is None else bounds["I-D"]
 
     def _bounds(self, eps: float) -> dict[str, float]:
         return {"D": 1 + eps, "I-D": eps} if self.residual else {"D": eps, "I-D": 1 + eps}

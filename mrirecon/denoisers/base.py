@@ -127,15 +127,25 @@ class Denoiser(nn.Module):
         """The network proper: ``[B, 2 (+1), H, W]`` -> ``[B, 2, H, W]``."""
         raise NotImplementedError
 
-    def lipschitz_bound(self) -> float | None:
-        """The nominal bound on Lip(I − D) from the architecture (real spectral normalisation), or None.
+    def lipschitz_bounds(self) -> dict[str, float] | None:
+        """Nominal architectural bounds ``{"D": …, "I-D": …}`` (real spectral normalisation), or None.
 
-        Nominal: the product of the layers' spectral-normalisation targets. The power iteration that enforces
-        them approaches each layer's norm from below, so the true product can lie slightly above it;
-        :meth:`certified_bound` is the rigorous one.
+        Nominal: from the product of the layers' spectral-normalisation targets. The power iteration that
+        enforces them approaches each layer's norm from below, so the true product can lie slightly above it;
+        :meth:`certified_bounds` is the rigorous counterpart. Architectures with a bound override both.
         """
         return None
 
-    def certified_bound(self, grid: int = 256) -> float | None:
-        """A rigorous bound on Lip(I − D), valid at every image size, or None (no real-SN architecture)."""
+    def certified_bounds(self, grid: int = 256) -> dict[str, float] | None:
+        """Rigorous architectural bounds ``{"D": …, "I-D": …}``, valid at every image size, or None."""
         return None
+
+    def lipschitz_bound(self) -> float | None:
+        """The nominal bound on Lip(I − D) (:meth:`lipschitz_bounds`), or None."""
+        bounds = self.lipschitz_bounds()
+        return None if bounds is None else bounds["I-D"]
+
+    def certified_bound(self, grid: int = 256) -> float | None:
+        """The rigorous bound on Lip(I − D) (:meth:`certified_bounds`), or None."""
+        bounds = self.certified_bounds(grid)
+        return None if bounds is None else bounds["I-D"]

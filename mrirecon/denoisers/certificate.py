@@ -131,7 +131,7 @@ def lipschitz_certificate(denoiser: Denoiser | Callable[..., torch.Tensor],
                           images: torch.Tensor | Sequence[torch.Tensor],
                           sigmas: Sequence[float] = DEFAULT_SIGMAS, n_points: int = 16, iters: int = 50,
                           seed: int = 0, crop: int | None = 64, batch: int = 4, interpolate: bool = True,
-                          tol: float = 1e-4) -> LipschitzCertificate:
+                          tol: float = 1e-4, certify: bool = False) -> LipschitzCertificate:
     """Estimate ``Lip(D)``, ``Lip(I − D)``, ``Lip(2D − I)`` by power iteration on Jacobians at many points.
 
     Args:
@@ -146,6 +146,8 @@ def lipschitz_certificate(denoiser: Denoiser | Callable[..., torch.Tensor],
         batch: points evaluated together (points of different sizes are evaluated separately).
         interpolate: points between clean and noisy images (else the noisy images).
         tol: relative change below which the power iteration stops early.
+        certify: also compute the rigorous architectural bound (``certified_bound``; real-SN networks only,
+            seconds per layer, cached per weight set) — at export and in the commands, not in training-time checks.
 
     Returns:
         :class:`LipschitzCertificate`.
@@ -195,7 +197,7 @@ def lipschitz_certificate(denoiser: Denoiser | Callable[..., torch.Tensor],
         if module is not None:
             module.train(was_training)
     bound = denoiser.lipschitz_bound() if isinstance(denoiser, Denoiser) else None
-    certified = denoiser.certified_bound() if isinstance(denoiser, Denoiser) and bound is not None else None
+    certified = denoiser.certified_bound() if certify and isinstance(denoiser, Denoiser) else None
     for vals in per_point.values():
         if not all(math.isfinite(v) for v in vals):
             raise NonFiniteError("lipschitz_certificate: a Jacobian norm is not finite (the denoiser returns NaN/Inf)")

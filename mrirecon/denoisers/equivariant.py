@@ -66,8 +66,9 @@ class EquivariantDenoiser(Denoiser):
                 out = out + d4_inverse(den[i * b:(i + 1) * b], k)
         return out / 8
 
-    def lipschitz_bound(self) -> float | None:
-        return self.denoiser.lipschitz_bound()  # rotations and flips are isometries: the bound carries over
+    # rotations and flips are isometries: the wrapped network's bounds carry over
+    def lipschitz_bounds(self) -> dict[str, float] | None:
+        return self.denoiser.lipschitz_bounds()
 
-    def certified_bound(self, grid: int = 256) -> float | None:
-        return self.denoiser.certified_bound(grid)
+    def certified_bounds(self, grid: int = 256) -> dict[str, float] | None:
+        return self.denoiser.certified_bounds(grid)

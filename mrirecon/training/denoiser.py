@@ -247,7 +247,7 @@ def export(recipe: DenoiserRecipe, module: DenoiserModule, dm: DenoiserDataModul
     lip = recipe.lipschitz
     cert = lipschitz_certificate(model, [dm.val_images[i] for i in range(len(dm.val_images))],
                                  sigmas=recipe.noise.val_sigmas, n_points=lip.final_points, iters=lip.final_iters,
-                                 seed=recipe.trainer.seed + 7, crop=lip.final_crop)
+                                 seed=recipe.trainer.seed + 7, crop=lip.final_crop, certify=True)
     info: dict[str, Any] = {
         "description": recipe.description,
         "steps": int(module.global_step),
