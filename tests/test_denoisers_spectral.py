@@ -217,10 +217,17 @@ def test_certified_lipschitz_of_a_real_sn_network_bounds_its_measured_gain() -> 
 def test_certified_lipschitz_cache_follows_the_weights_and_stays_bounded() -> None:
     from mrirecon.denoisers import spectral
 
-    spectral._LIPSCHITZ_CACHE.clear()
+    spectral._NORMS_CACHE.clear()
     net = build_model("dncnn", {"depth": 2, "width": 4, "residual": False, "lipschitz": 0.9, "sn_size": 8},
                       seed=0).double().eval()
     first = certified_lipschitz(net, grid=16)
+    n_layers = len(list(sn_layers(net)))
+    assert len(spectral._NORMS_CACHE) == n_layers
+    # the certificate reuses the cached layer norms and agrees with the certified product
+    cert = spectral_certificate(net, grid=16)
+    assert len(spectral._NORMS_CACHE) == n_layers
+    assert cert["certified_product"] == first
+    assert all(d["upper_bound"] >= d["frequency_sup"] for d in cert["layers"])
     conv = next(iter(sn_layers(net)))[1]
     before = conv.weight.detach().clone()
     with torch.no_grad():  # change the weights' direction: the cached value must not be returned for them
@@ -229,9 +236,9 @@ def test_certified_lipschitz_cache_follows_the_weights_and_stays_bounded() -> No
     assert not torch.equal(conv.weight.detach(), before)
     second = certified_lipschitz(net, grid=16)
     assert second is not None and first is not None and second != first
-    for grid in range(8, 8 + 2 * spectral._LIPSCHITZ_CACHE_SIZE):  # more distinct keys than the cache keeps
+    for grid in range(8, 8 + spectral._NORMS_CACHE_SIZE):  # more distinct keys than the cache keeps
         certified_lipschitz(net, grid=grid)
-    assert len(spectral._LIPSCHITZ_CACHE) == spectral._LIPSCHITZ_CACHE_SIZE
+    assert len(spectral._NORMS_CACHE) == spectral._NORMS_CACHE_SIZE
 
 
 @pytest.mark.parametrize("residual", [True, False])

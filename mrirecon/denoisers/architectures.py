@@ -17,7 +17,7 @@ from torch import nn
 
 from mrirecon.denoisers.base import Denoiser
 from mrirecon.denoisers.registry import register
-from mrirecon.denoisers.spectral import apply_real_spectral_norm, sn_layers
+from mrirecon.denoisers.spectral import CERTIFY_GRID, apply_real_spectral_norm, sn_layers
 from mrirecon.errors import ConfigError
 
 Activation = Literal["relu", "elu", "softplus", "maxmin"]
@@ -141,7 +141,7 @@ class DnCNN(Denoiser):
         eps = math.prod(p.bound for _, _, p in sn_layers(self))
         return self._bounds(eps)
 
-    def certified_bounds(self, grid: int = 256) -> dict[str, float] | None:
+    def certified_bounds(self, grid: int = CERTIFY_GRID) -> dict[str, float] | None:
         """Rigorous bounds ``{"D": …, "I-D": …}`` under real spectral normalisation (else None).
 
         ``ε`` is :func:`~mrirecon.denoisers.spectral.certified_lipschitz`: the product over the layers of the

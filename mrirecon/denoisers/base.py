@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrirecon.denoisers.spectral import CERTIFY_GRID
 from mrirecon.errors import ConfigError, DTypeError, ShapeError
 
 
@@ -136,7 +137,7 @@ class Denoiser(nn.Module):
         """
         return None
 
-    def certified_bounds(self, grid: int = 256) -> dict[str, float] | None:
+    def certified_bounds(self, grid: int = CERTIFY_GRID) -> dict[str, float] | None:
         """Rigorous architectural bounds ``{"D": …, "I-D": …}``, valid at every image size, or None."""
         return None
 
@@ -145,7 +146,7 @@ class Denoiser(nn.Module):
         bounds = self.lipschitz_bounds()
         return None if bounds is None else bounds["I-D"]
 
-    def certified_bound(self, grid: int = 256) -> float | None:
+    def certified_bound(self, grid: int = CERTIFY_GRID) -> float | None:
         """The rigorous bound on Lip(I − D) (:meth:`certified_bounds`), or None."""
         bounds = self.certified_bounds(grid)
         return None if bounds is None else bounds["I-D"]

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 
 from mrirecon.denoisers.base import Denoiser
+from mrirecon.denoisers.spectral import CERTIFY_GRID
 from mrirecon.errors import ConfigError
 
 
@@ -70,5 +71,5 @@ class EquivariantDenoiser(Denoiser):
     def lipschitz_bounds(self) -> dict[str, float] | None:
         return self.denoiser.lipschitz_bounds()
 
-    def certified_bounds(self, grid: int = 256) -> dict[str, float] | None:
+    def certified_bounds(self, grid: int = CERTIFY_GRID) -> dict[str, float] | None:
         return self.denoiser.certified_bounds(grid)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrirecon.denoisers.registry import register
+from mrirecon.denoisers.spectral import CERTIFY_GRID
 from mrirecon.errors import ConfigError
 from mrirecon.models.model_based import ModelBased, Problem, build_network, softplus_inverse
 from mrirecon.operators.linop import Linop
@@ -132,7 +133,7 @@ class DEQRecon(ModelBased):
         self.last_report: DEQReport | None = None
 
     # -- pieces ---------------------------------------------------------------------------------
-    def contraction_bound(self, op_norm_sq: float = 1.0, grid: int = 256) -> float | None:
+    def contraction_bound(self, op_norm_sq: float = 1.0, grid: int = CERTIFY_GRID) -> float | None:
         """A certified bound on ``Lip(T)`` for a data term with ``‖A‖² ≤ op_norm_sq``, or None when there is none.
 
         For ``iteration="fbs"`` with a non-residual network under real spectral normalisation (``dncnn`` with

@@ -263,8 +263,9 @@ def export(recipe: DenoiserRecipe, module: DenoiserModule, dm: DenoiserDataModul
     cert_text = cert.table()
     psnr_text = ", ".join(f"σ={k}/255: {v:.2f} dB" for k, v in psnr.items())
     print(f"validation PSNR ({len(dm.val_images)} slices): {psnr_text}\n{cert_text}")
-    if "spectral" in info and info["spectral"]["product"] is not None:
-        print(f"product of the layers' frequency-domain norms (bound on Lip(I-D)): {info['spectral']['product']:.4f}")
+    if "spectral" in info and info["spectral"]["certified_product"] is not None:
+        print(f"product of the layers' certified frequency-domain norms (bound on Lip(N)): "
+              f"{info['spectral']['certified_product']:.4f}")
     print(f"wrote {run_dir / 'model.pt'} and {run_dir / 'model.json'}")
     return {"val_psnr_db": psnr, "certificate": cert, "model": run_dir / "model.pt"}
 
