@@ -25,6 +25,7 @@ its convolutions, after which its layer norms can be measured.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -373,8 +374,6 @@ def _layer_norms(conv: ConvLayer, grid: int) -> tuple[float, float] | None:
     """``(grid supremum, rigorous upper bound)`` of one convolution's norm (None if not covered), computed once
     per kernel and grid: cached by the kernel's values, so a shipped network is certified once per process and
     :func:`spectral_certificate` and :func:`certified_lipschitz` share the work."""
-    import hashlib  # noqa: PLC0415
-
     with torch.no_grad():
         w = _correlation_kernel(conv)
         if w is None:
