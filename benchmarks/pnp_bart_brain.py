@@ -5,8 +5,8 @@ undersampling) and ``img.cfl`` BART's ``pics`` reconstruction of it (two ESPIRiT
 regularisation). This script estimates ESPIRiT maps from the data's own calibration region, reconstructs
 with zero-filled, SENSE (when registered), CS-wavelet (when registered), PnP-ADMM, PnP-FBS and GS-PnP at
 their defaults (the denoiser each uses by default is named in its label), plus PnP-ADMM with the real-SN
-denoiser stopped at 100 iterations (the former default), and writes a figure of the magnitudes (each scaled to its own 99.5th percentile) with
-BART's image, plus each run's iterations, residual, time and its normalised RMS difference to BART's
+denoiser stopped at 100 iterations (the former default) and with ``dncnn-jac-deq`` (trained inside
+DEQ-ADMM), and writes a figure of the magnitudes (each scaled to its own 99.5th percentile) with BART's image, plus each run's iterations, residual, time and its normalised RMS difference to BART's
 image. There is no ground truth for these data: the figure is for visual comparison, and the numbers
 compare to BART, not to the truth.
 
@@ -27,7 +27,8 @@ from benchmarks._common import save_figure  # noqa: E402
 
 ROWS = [("zero-filled", "zf", {}), ("SENSE", "sense", {}), ("CS-wavelet", "cs-wavelet", {}),
         ("PnP-ADMM", "pnp-admm", {}), ("PnP-FBS", "pnp-fbs", {}), ("GS-PnP", "gs-pnp", {}),
-        ("PnP-ADMM, real-SN, 100 it.", "pnp-admm", {"weights": "dncnn-sn", "iters": 100})]
+        ("PnP-ADMM, real-SN, 100 it.", "pnp-admm", {"weights": "dncnn-sn", "iters": 100}),
+        ("PnP-ADMM, DEQ-trained", "pnp-admm", {"weights": "dncnn-jac-deq"})]
 
 
 def main(argv: list[str] | None = None) -> int:

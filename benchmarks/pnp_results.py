@@ -12,7 +12,8 @@ tolerance; a run whose iterates blow up is reported as diverged (``divergence=st
     python benchmarks/pnp_results.py --split test --accels 4 8 --slices 12 --json results.json
 
 Rows (``--rows`` picks a subset by key): zf, sense, cs-wavelet, pnp-admm (plain DnCNN), pnp-admm-sn (real
-spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive; the default denoiser), pnp-fbs-sn, pnp-fbs-jac,
+spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive; the default denoiser), pnp-admm-jac-deq (the same
+network trained end to end inside DEQ-ADMM with the Jacobian penalty kept, ``dncnn-jac-deq``), pnp-fbs-sn, pnp-fbs-jac,
 gs-pnp, pnp-admm-eq and pnp-admm-eq-jac (random rotations/flips). A row whose weights are not installed is reported and skipped. ``--weights NAME=PATH`` substitutes a weights file
 for a shipped name (e.g. while the shipped weights are not available).
 """
@@ -39,6 +40,8 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pnp-admm": ("PnP-ADMM, plain DnCNN", "pnp-admm", {"weights": "dncnn"}),
     "pnp-admm-sn": ("PnP-ADMM, real-SN DnCNN", "pnp-admm", {"weights": "dncnn-sn"}),
     "pnp-admm-jac": ("PnP-ADMM, firmly non-expansive (Jacobian-penalised) DnCNN", "pnp-admm", {"weights": "dncnn-jac"}),
+    "pnp-admm-jac-deq": ("PnP-ADMM, Jacobian-penalised DnCNN trained inside DEQ-ADMM", "pnp-admm",
+                         {"weights": "dncnn-jac-deq"}),
     "pnp-fbs-sn": ("PnP-FBS, real-SN DnCNN", "pnp-fbs", {"weights": "dncnn-sn"}),
     "pnp-fbs-jac": ("PnP-FBS, Jacobian-penalised DnCNN (default)", "pnp-fbs", {"weights": "dncnn-jac"}),
     "gs-pnp": ("GS-PnP, GS-DRUNet", "gs-pnp", {"weights": "gs-drunet"}),
