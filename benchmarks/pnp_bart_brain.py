@@ -6,9 +6,10 @@ regularisation). This script estimates ESPIRiT maps from the data's own calibrat
 with zero-filled, SENSE (when registered), CS-wavelet (when registered), PnP-ADMM, PnP-FBS and GS-PnP at
 their defaults (the denoiser each uses by default is named in its label), plus PnP-ADMM with the real-SN
 denoiser stopped at 100 iterations (the former default) and with ``dncnn-jac-deq`` (trained inside
-DEQ-ADMM), and writes a figure of the magnitudes (each scaled to its own 99.5th percentile) with BART's image, plus each run's iterations, residual, time and its normalised RMS difference to BART's
-image. There is no ground truth for these data: the figure is for visual comparison, and the numbers
-compare to BART, not to the truth.
+DEQ-ADMM), and writes a figure of the magnitudes (each scaled to its own 99.5th percentile) with BART's image,
+plus each run's iterations, residual, time and its normalised RMS difference to BART's image. There is no
+ground truth for these data: the figure is for visual comparison, and the numbers compare to BART, not to the
+truth.
 
     python benchmarks/pnp_bart_brain.py --out bart_brain_pnp.png [--weights dncnn-sn=PATH ...]
 """

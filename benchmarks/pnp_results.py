@@ -12,10 +12,11 @@ tolerance; a run whose iterates blow up is reported as diverged (``divergence=st
     python benchmarks/pnp_results.py --split test --accels 4 8 --slices 12 --json results.json
 
 Rows (``--rows`` picks a subset by key): zf, sense, cs-wavelet, pnp-admm (plain DnCNN), pnp-admm-sn (real
-spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive; the default denoiser), pnp-admm-jac-deq (the same
-network trained end to end inside DEQ-ADMM with the Jacobian penalty kept, ``dncnn-jac-deq``), pnp-fbs-sn, pnp-fbs-jac,
-gs-pnp, pnp-admm-eq and pnp-admm-eq-jac (random rotations/flips). A row whose weights are not installed is reported and skipped. ``--weights NAME=PATH`` substitutes a weights file
-for a shipped name (e.g. while the shipped weights are not available).
+spectral normalisation), pnp-admm-jac (Jacobian-penalised, firmly non-expansive; the default denoiser),
+pnp-admm-jac-deq (the same network trained end to end inside DEQ-ADMM with the Jacobian penalty kept,
+``dncnn-jac-deq``), pnp-fbs-sn, pnp-fbs-jac, gs-pnp, pnp-admm-eq and pnp-admm-eq-jac (random rotations/flips).
+A row whose weights are not installed is reported and skipped. ``--weights NAME=PATH`` substitutes a weights
+file for a shipped name (e.g. while the shipped weights are not available).
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def test_shipped_certificates_match_the_families() -> None:
     first, second = deq["stages"]
     assert first["recipe"]["init"]["network"] == "dncnn-jac"
     assert first["recipe"]["loss"]["fne"] > 0 and second["recipe"]["loss"]["fne"] > 0
-    assert deq["certificate"]["stats"]["2D-I"]["max"] <= 1.03
+    assert deq["certificate"]["stats"]["2D-I"]["max"] <= 1.015  # its first stage alone: 1.041
     assert deq["certificate"]["stats"]["I-D"]["max"] < 1
     assert isinstance(load_denoiser("gs-drunet"), GradientStepDenoiser)
 
