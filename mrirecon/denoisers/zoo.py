@@ -143,8 +143,7 @@ def weights_path(name_or_path: str | Path, what: str = "model") -> Path:
 
 def load_denoiser(name_or_path: str | Path, equivariant: Literal["average", "random"] | None = None,
                   device: str | torch.device | None = None, seed: int = 0) -> Denoiser:
-    """A shipped denoiser by name (``"dncnn"``, ``"dncnn-sn"``, ``"dncnn-jac"``, ``"gs-drunet"``, ``"dncnn-jac-deq"``)
-    or one from a file.
+    """A shipped denoiser by name (``"dncnn-jac"``, ...; ``mrirecon denoisers`` lists them) or one from a file.
 
     Args:
         name_or_path: a shipped name, or a weights file / training checkpoint path.
