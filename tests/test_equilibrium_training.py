@@ -57,6 +57,16 @@ def test_recipe_trains_a_few_steps_and_resumes(recipe: str, tiny_demo: Path, tmp
 
     model = load_model(res2.run_dir / "model.pt")
     assert type(model).__name__ in ("DEQRecon", "UnrolledADMM")
+    # N_theta alone, as a denoiser weights file: the same weights, and usable wherever a denoiser is
+    from mrirecon.denoisers.zoo import load_denoiser
+
+    net = load_denoiser(res2.run_dir / "net.pt")
+    assert all(torch.equal(v, model.net.state_dict()[k]) for k, v in net.state_dict().items())
+    assert set(net.state_dict()) == set(model.net.state_dict())
+    import json
+
+    net_info = json.loads((res2.run_dir / "net.json").read_text())
+    assert net_info["steps"] == 4 and net_info["recipe"]["model"]["network"] == "dncnn"
     if recipe == "deq_sn_demo":  # the learned step stayed in (0, 2): the certified contraction survives training
         assert 0 < float(model.value("step")) < 2
         bound = model.contraction_bound()

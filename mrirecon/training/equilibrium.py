@@ -40,7 +40,9 @@ Logged per batch (Lightning logger): the loss terms, the drawn forward model, an
 report (``train/fwd/iters``, ``.../iters_max``, ``.../residual``, ``.../nonconverged``, ``.../diverged``) and,
 after ``backward()``, the adjoint solve's (``train/bwd/...``). Validation: PSNR/SSIM of ``|x*|`` against
 ``|x|`` per acceleration and the forward iterations. After the last step the run writes ``RUN/model.pt``
-and ``RUN/model.json``.
+and ``RUN/model.json``, and for a model with a denoiser network ``N_θ`` (DEQ, unrolled ADMM) also ``RUN/net.pt``
+and ``RUN/net.json``: ``N_θ`` alone as a denoiser weights file (certify it with ``mrirecon lipschitz``, run it in
+``pnp-admm --weights``, or start another run from it with ``init.network``).
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mrirecon.denoisers._config import to_plain
+from mrirecon.denoisers.base import Denoiser
 from mrirecon.denoisers.zoo import save_weights
 from mrirecon.errors import ConfigError, DivergenceError
 from mrirecon.models.equilibrium import DEQRecon
@@ -444,7 +447,16 @@ def export(recipe: EquilibriumRecipe, module: EquilibriumModule, dm: Equilibrium
     save_weights(model, run_dir / "model.pt", info)
     print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(val.items())))
     print(f"wrote {run_dir / 'model.pt'} and {run_dir / 'model.json'}")
-    return {"val": val, "model": run_dir / "model.pt"}
+    out: dict[str, Any] = {"val": val, "model": run_dir / "model.pt"}
+    if isinstance(getattr(model, "net", None), Denoiser):
+        net_info = {"description": f"N_theta of {run_dir / 'model.pt'} ({recipe.description})",
+                    "source": str(run_dir / "model.pt"), "steps": info["steps"],
+                    "parameters": int(sum(p.numel() for p in model.net.parameters())), "learned": learned,
+                    "recipe": info["recipe"]}
+        out["net"] = save_weights(model.net, run_dir / "net.pt", net_info)
+        print(f"wrote {run_dir / 'net.pt'} and {run_dir / 'net.json'} (the network N_theta alone, a denoiser: "
+              f"mrirecon lipschitz --weights {run_dir / 'net.pt'}, or init.network= of another run)")
+    return out
 
 
 TASK = register_task(TaskSpec(name="equilibrium", recipe=EquilibriumRecipe, module=EquilibriumModule,
