@@ -1,6 +1,7 @@
 """The ``equilibrium`` training task (recipes train and resume), its losses, and the deq/red/unrolled-admm methods."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -63,8 +64,6 @@ def test_recipe_trains_a_few_steps_and_resumes(recipe: str, tiny_demo: Path, tmp
     net = load_denoiser(res2.run_dir / "net.pt")
     assert all(torch.equal(v, model.net.state_dict()[k]) for k, v in net.state_dict().items())
     assert set(net.state_dict()) == set(model.net.state_dict())
-    import json
-
     net_info = json.loads((res2.run_dir / "net.json").read_text())
     assert net_info["steps"] == 4 and net_info["recipe"]["model"]["network"] == "dncnn"
     if recipe == "deq_sn_demo":  # the learned step stayed in (0, 2): the certified contraction survives training

@@ -444,18 +444,17 @@ def export(recipe: EquilibriumRecipe, module: EquilibriumModule, dm: Equilibrium
             "learned": learned, "val": val, "val_slices": len(dm.val_set.slices),
             "val_target": "|SENSE combination of the fully sampled coil images| (data range: its maximum)",
             "eval_seconds": round(time.perf_counter() - t0, 1), "recipe": to_plain(recipe)}
-    save_weights(model, run_dir / "model.pt", info)
+    model_path = save_weights(model, run_dir / "model.pt", info)
     print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(val.items())))
-    print(f"wrote {run_dir / 'model.pt'} and {run_dir / 'model.json'}")
-    out: dict[str, Any] = {"val": val, "model": run_dir / "model.pt"}
+    print(f"wrote {model_path} and {model_path.with_suffix('.json')}")
+    out: dict[str, Any] = {"val": val, "model": model_path}
     if isinstance(getattr(model, "net", None), Denoiser):
-        net_info = {"description": f"N_theta of {run_dir / 'model.pt'} ({recipe.description})",
-                    "source": str(run_dir / "model.pt"), "steps": info["steps"],
-                    "parameters": int(sum(p.numel() for p in model.net.parameters())), "learned": learned,
-                    "recipe": info["recipe"]}
+        net_info = {"description": f"N_theta of {recipe.description}", "source": str(model_path),
+                    "steps": info["steps"], "parameters": int(sum(p.numel() for p in model.net.parameters())),
+                    "learned": learned, "recipe": info["recipe"]}
         out["net"] = save_weights(model.net, run_dir / "net.pt", net_info)
-        print(f"wrote {run_dir / 'net.pt'} and {run_dir / 'net.json'} (the network N_theta alone, a denoiser: "
-              f"mrirecon lipschitz --weights {run_dir / 'net.pt'}, or init.network= of another run)")
+        print(f"wrote {out['net']} and {out['net'].with_suffix('.json')} (N_theta alone, a denoiser: "
+              f"mrirecon lipschitz --weights {out['net']}, or init.network= of another run)")
     return out
 
 
