@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mrirecon.denoisers import DnCNN, DRUNetLight, GSDRUNet, UNet, build_model, register
-from mrirecon.denoisers.base import from_channels, to_channels
+from mrirecon.denoisers.base import from_channels, parameter_count, to_channels
 from mrirecon.denoisers.registry import MODELS, model_config_dict
 from mrirecon.denoisers.spectral import fold_batchnorm
 from mrirecon.errors import ConfigError, DTypeError, ShapeError
@@ -50,6 +50,13 @@ def test_channels_are_an_isometry() -> None:
     assert z.shape == (3, 2, 5, 7)
     assert torch.allclose(z.norm(), x.norm())
     torch.testing.assert_close(from_channels(z), x)
+
+
+def test_parameter_count_counts_every_scalar() -> None:
+    assert parameter_count(nn.Sequential(nn.Conv2d(2, 4, 3), nn.Linear(5, 3, bias=False))) == 2 * 4 * 9 + 4 + 15
+    # a 10-layer, 32-channel DnCNN with biases: 2->32, eight 32->32 and 32->2 convolutions of 3x3
+    expected = (2 * 32 * 9 + 32) + 8 * (32 * 32 * 9 + 32) + (32 * 2 * 9 + 2)
+    assert parameter_count(DnCNN(depth=10, width=32)) == expected == 75170
 
 
 def test_noise_map_is_used_and_required() -> None:

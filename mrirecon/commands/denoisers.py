@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mrirecon.commands.lipschitz import resolve_data
     from mrirecon.data.images import ImageSlices, NoisyImages
-    from mrirecon.denoisers import lipschitz_certificate, load_denoiser, shipped_denoisers
+    from mrirecon.denoisers import lipschitz_certificate, load_denoiser, parameter_count, shipped_denoisers
     from mrirecon.training.denoiser import psnr_complex, sigma_tag
 
     names = args.names or _denoiser_names(shipped_denoisers())
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 + " | — | — | — | — | — |")
     for name in names:
         den = load_denoiser(name)
-        params = sum(p.numel() for p in den.parameters())
+        params = parameter_count(den)
         psnr: dict[str, list[float]] = {t: [] for t in tags}
         t0 = time.perf_counter()
         for j in range(len(ds)):

@@ -11,7 +11,7 @@
 * shipped weights: ``load_denoiser("dncnn-sn")`` (:mod:`.zoo`).
 """
 from mrirecon.denoisers.architectures import DnCNN, DRUNetLight, UNet
-from mrirecon.denoisers.base import Denoiser, from_channels, to_channels
+from mrirecon.denoisers.base import Denoiser, from_channels, parameter_count, to_channels
 from mrirecon.denoisers.certificate import LipschitzCertificate, lipschitz_certificate
 from mrirecon.denoisers.equivariant import EquivariantDenoiser
 from mrirecon.denoisers.gradient_step import GradientStepDenoiser, GSDRUNet
@@ -24,5 +24,5 @@ __all__ = [
     "MODELS", "DRUNetLight", "Denoiser", "DnCNN", "EquivariantDenoiser", "GSDRUNet", "GradientStepDenoiser",
     "LipschitzCertificate", "RealSpectralNorm", "UNet", "apply_real_spectral_norm", "build_model",
     "conv_operator_norm", "fne_penalty", "from_channels", "jacobian_spectral_norm", "lipschitz_certificate",
-    "load_denoiser", "register", "save_weights", "shipped_denoisers", "to_channels",
+    "load_denoiser", "parameter_count", "register", "save_weights", "shipped_denoisers", "to_channels",
 ]

@@ -19,6 +19,11 @@ from mrirecon.denoisers.spectral import CERTIFY_GRID
 from mrirecon.errors import ConfigError, DTypeError, ShapeError
 
 
+def parameter_count(module: nn.Module) -> int:
+    """The number of scalar parameters of ``module`` (every ``nn.Parameter``, trainable or not)."""
+    return int(sum(p.numel() for p in module.parameters()))
+
+
 def to_channels(x: torch.Tensor) -> torch.Tensor:
     """Complex ``[B, H, W]`` -> real ``[B, 2, H, W]`` (real part, imaginary part)."""
     return torch.stack((x.real, x.imag), dim=-3)

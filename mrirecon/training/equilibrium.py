@@ -56,7 +56,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mrirecon.denoisers._config import to_plain
-from mrirecon.denoisers.base import Denoiser
+from mrirecon.denoisers.base import Denoiser, parameter_count
 from mrirecon.denoisers.zoo import save_weights
 from mrirecon.errors import ConfigError, DivergenceError
 from mrirecon.models.equilibrium import DEQRecon
@@ -440,7 +440,7 @@ def export(recipe: EquilibriumRecipe, module: EquilibriumModule, dm: Equilibrium
     learned = {n: float(model.value(n).detach()) for n in ("step", "lam", "alpha")
                if isinstance(model, DEQRecon) and n in model.params}
     info = {"description": recipe.description, "steps": int(module.global_step),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "parameters": parameter_count(model),
             "learned": learned, "val": val, "val_slices": len(dm.val_set.slices),
             "val_target": "|SENSE combination of the fully sampled coil images| (data range: its maximum)",
             "eval_seconds": round(time.perf_counter() - t0, 1), "recipe": to_plain(recipe)}
@@ -450,7 +450,7 @@ def export(recipe: EquilibriumRecipe, module: EquilibriumModule, dm: Equilibrium
     out: dict[str, Any] = {"val": val, "model": model_path}
     if isinstance(getattr(model, "net", None), Denoiser):
         net_info = {"description": f"N_theta of {recipe.description}", "source": str(model_path),
-                    "steps": info["steps"], "parameters": int(sum(p.numel() for p in model.net.parameters())),
+                    "steps": info["steps"], "parameters": parameter_count(model.net),
                     "learned": learned, "recipe": info["recipe"]}
         out["net"] = save_weights(model.net, run_dir / "net.pt", net_info)
         print(f"wrote {out['net']} and {out['net'].with_suffix('.json')} (N_theta alone, a denoiser: "

@@ -35,6 +35,7 @@ from mrirecon.atomic import atomic_write_text
 from mrirecon.data.fastmri import FastMRISliceDataset, _list_files
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.data.transforms import center_crop_or_pad, collate_samples
+from mrirecon.denoisers.base import parameter_count
 from mrirecon.errors import ConfigError, DataError, ShapeError
 from mrirecon.operators.masks import MaskSpec
 
@@ -71,7 +72,7 @@ def network_reconstructor(name_or_path: str | Path, device: str = "auto") -> tup
         with torch.no_grad():
             return model(batch.to(dev)).abs().float().cpu()
 
-    return run, f"network {name_or_path} ({type(model).__name__}, {sum(p.numel() for p in model.parameters())} " \
+    return run, f"network {name_or_path} ({type(model).__name__}, {parameter_count(model)} " \
                 f"parameters, {dev})"
 
 

@@ -32,6 +32,7 @@ from mrirecon.data.fastmri import FastMRISliceDataset, FileMeta
 from mrirecon.data.sample import KSpaceSample
 from mrirecon.data.transforms import center_crop_or_pad, collate_samples
 from mrirecon.denoisers._config import to_plain
+from mrirecon.denoisers.base import parameter_count
 from mrirecon.denoisers.zoo import save_weights
 from mrirecon.errors import ConfigError, DivergenceError
 from mrirecon.metrics import SSIMLoss
@@ -384,7 +385,7 @@ def export(recipe: ReconRecipe, module: ReconModule, dm: ReconDataModule, run_di
     model = module.model.cpu().eval()
     val = getattr(module, "last_val", {})
     info = {"description": recipe.description, "steps": int(module.global_step),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "parameters": parameter_count(model),
             "val_slice_mean": val, "recipe": to_plain(recipe)}
     save_weights(model, run_dir / "model.pt", info)
     if val:
