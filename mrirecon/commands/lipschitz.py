@@ -24,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--equivariant", choices=["average", "random"], default=None,
                    help="wrap the denoiser in the rotation/flip-equivariant average")
     p.add_argument("--json", type=Path, default=None, help="also write the certificate to this JSON file")
+    p.add_argument("--rescale-reflection", type=Path, default=None, metavar="OUT.pt",
+                   help="also write D' = (I + (2D-I)/L)/2 to this weights file, L the largest estimated "
+                        "Lip(2D-I) (at least 1): firmly non-expansive by the estimate; certify it again with "
+                        "another --seed")
 
 
 def resolve_data(data: str) -> Path:
@@ -40,9 +44,13 @@ def resolve_data(data: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mrirecon.atomic import atomic_write_text
     from mrirecon.data.images import ImageSlices
-    from mrirecon.denoisers import lipschitz_certificate, load_denoiser
+    from mrirecon.denoisers import ReflectionScaled, lipschitz_certificate, load_denoiser, save_weights
+    from mrirecon.errors import ConfigError
 
+    if args.rescale_reflection is not None and args.equivariant is not None:
+        raise ConfigError("--rescale-reflection wraps the network itself; it cannot be combined with --equivariant")
     den = load_denoiser(args.weights, equivariant=args.equivariant)
     images = ImageSlices(resolve_data(args.data), args.key, max_slices=args.slices)
     cert = lipschitz_certificate(den, [images[i] for i in range(len(images))],
@@ -51,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.weights} on {len(images)} slices of {args.data} [{args.key}]")
     print(cert.table())
     if args.json is not None:
-        args.json.write_text(json.dumps(cert.to_dict(), indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(cert.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.rescale_reflection is not None:
+        bound = max(1.0, cert.stats["2D-I"].max)
+        info = {"description": f"ReflectionScaled: ({args.weights} + reflection / {bound:.6g}) / 2, L the largest "
+                               f"estimated Lip(2D-I) of {args.weights} below",
+                "source": str(args.weights), "bound": bound, "source_certificate": cert.to_dict()}
+        out = save_weights(ReflectionScaled.wrap(den, bound), args.rescale_reflection, info)
+        print(f"wrote {out} (L = {bound:.4f}) and {out.with_suffix('.json')}")
     return 0

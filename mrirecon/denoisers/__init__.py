@@ -7,6 +7,8 @@
 * Jacobian spectral norms and the firm-non-expansiveness penalty (:mod:`.jacobian`);
 * gradient-step denoisers ``D = I − ∇g`` (:mod:`.gradient_step`);
 * the equivariant wrapper over the 8 rotations/flips (:mod:`.equivariant`);
+* the reflection rescaling ``D' = ½(I + (2D − I)/L)`` that makes a denoiser with ``Lip(2D − I) ≤ L`` firmly
+  non-expansive (:mod:`.reflection`);
 * the Lipschitz certificate (:func:`lipschitz_certificate`);
 * shipped weights: ``load_denoiser("dncnn-sn")`` (:mod:`.zoo`).
 """
@@ -16,13 +18,14 @@ from mrirecon.denoisers.certificate import LipschitzCertificate, lipschitz_certi
 from mrirecon.denoisers.equivariant import EquivariantDenoiser
 from mrirecon.denoisers.gradient_step import GradientStepDenoiser, GSDRUNet
 from mrirecon.denoisers.jacobian import fne_penalty, jacobian_spectral_norm
+from mrirecon.denoisers.reflection import ReflectionScaled
 from mrirecon.denoisers.registry import MODELS, build_model, register
 from mrirecon.denoisers.spectral import RealSpectralNorm, apply_real_spectral_norm, conv_operator_norm
 from mrirecon.denoisers.zoo import load_denoiser, save_weights, shipped_denoisers
 
 __all__ = [
     "MODELS", "DRUNetLight", "Denoiser", "DnCNN", "EquivariantDenoiser", "GSDRUNet", "GradientStepDenoiser",
-    "LipschitzCertificate", "RealSpectralNorm", "UNet", "apply_real_spectral_norm", "build_model",
+    "LipschitzCertificate", "RealSpectralNorm", "ReflectionScaled", "UNet", "apply_real_spectral_norm", "build_model",
     "conv_operator_norm", "fne_penalty", "from_channels", "jacobian_spectral_norm", "lipschitz_certificate",
     "load_denoiser", "parameter_count", "register", "save_weights", "shipped_denoisers", "to_channels",
 ]
