@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.rescale_reflection is not None:
         bound = max(1.0, cert.stats["2D-I"].max)
-        info = {"description": f"ReflectionScaled: ({args.weights} + reflection / {bound:.6g}) / 2, L the largest "
-                               f"estimated Lip(2D-I) of {args.weights} below",
+        info = {"description": f"ReflectionScaled: (I + (2D - I)/L)/2 with D = {args.weights} and L = {bound:.6g}, "
+                               f"the largest estimated Lip(2D-I) of D (source_certificate)",
                 "source": str(args.weights), "bound": bound, "source_certificate": cert.to_dict()}
         out = save_weights(ReflectionScaled.wrap(den, bound), args.rescale_reflection, info)
         print(f"wrote {out} (L = {bound:.4f}) and {out.with_suffix('.json')}")
