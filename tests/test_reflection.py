@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from denoiser_helpers import write_image_h5
 
 from mrirecon.denoisers import DnCNN, ReflectionScaled, lipschitz_certificate, load_denoiser, save_weights
 from mrirecon.errors import ConfigError
@@ -76,15 +77,9 @@ def test_bad_bound_is_a_config_error(bound: float) -> None:
 
 
 def test_lipschitz_command_writes_the_rescaled_network(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    import h5py
-    import numpy as np
-
     from mrirecon.cli import main
 
-    data = tmp_path / "img.h5"
-    rng = np.random.default_rng(0)
-    with h5py.File(data, "w") as f:
-        f["image"] = (rng.standard_normal((2, 24, 24)) + 1j * rng.standard_normal((2, 24, 24))).astype(np.complex64)
+    data = write_image_h5(tmp_path / "img.h5", n=2, shape=(24, 24))
     src = save_weights(_expansive_dncnn(), tmp_path / "den.pt", {})
     out = tmp_path / "fne.pt"
     common = ["lipschitz", "--data", str(data), "--slices", "2", "--points", "4", "--iters", "30", "--crop", "16"]

@@ -40,7 +40,7 @@ class ReflectionScaled(Denoiser):
         if not (math.isfinite(bound) and bound >= 1.0):
             raise ConfigError(f"ReflectionScaled: bound must be a finite number >= 1 (a bound on Lip(2D - I)), "
                               f"got {bound!r}")
-        inner = build_model(denoiser, denoiser_config, seed=None)
+        inner = build_model(denoiser, denoiser_config, seed=0)  # its own forked RNG: the global one is untouched
         if not isinstance(inner, Denoiser):
             raise ConfigError(f"ReflectionScaled: model {denoiser!r} is a {type(inner).__name__}, not a denoiser")
         self.denoiser, self.bound = inner, float(bound)
