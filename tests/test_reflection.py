@@ -86,7 +86,7 @@ def test_lipschitz_command_writes_the_rescaled_network(tmp_path, capsys: pytest.
     assert main([*common, "--weights", str(src), "--rescale-reflection", str(out)]) == 0
     info = json.loads(out.with_suffix(".json").read_text())
     lip = info["source_certificate"]["stats"]["2D-I"]["max"]
-    assert lip > 1.2 and info["bound"] == pytest.approx(lip)
+    assert lip > 1.2 and info["model"]["config"]["bound"] == pytest.approx(lip)
     assert isinstance(load_denoiser(out), ReflectionScaled)
     capsys.readouterr()
     # certified again at other points, the rescaled network's estimate is about 1 (the source's is > 1.2)

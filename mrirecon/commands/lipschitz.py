@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         bound = max(1.0, cert.stats["2D-I"].max)
         info = {"description": f"ReflectionScaled: (I + (2D - I)/L)/2 with D = {args.weights} and L = {bound:.6g}, "
                                f"the largest estimated Lip(2D-I) of D (source_certificate)",
-                "source": str(args.weights), "bound": bound, "source_certificate": cert.to_dict()}
+                "source": str(args.weights), "source_certificate": cert.to_dict()}  # L: model.config.bound
         out = save_weights(ReflectionScaled.wrap(den, bound), args.rescale_reflection, info)
         print(f"wrote {out} (L = {bound:.4f}) and {out.with_suffix('.json')}")
     return 0
