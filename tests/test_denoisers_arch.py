@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrirecon.denoisers import DnCNN, DRUNetLight, GSDRUNet, UNet, build_model, register
+from mrirecon.denoisers import DnCNN, DRUNetLight, GSDRUNet, UNet, build_model, register, widen_dncnn
 from mrirecon.denoisers.base import from_channels, parameter_count, to_channels
 from mrirecon.denoisers.registry import MODELS, model_config_dict
 from mrirecon.denoisers.spectral import fold_batchnorm
@@ -152,3 +152,30 @@ def test_fold_batchnorm_is_exact_in_eval_mode() -> None:
     fold_batchnorm(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_widen_dncnn_preserves_the_map_and_then_trains_the_new_channels() -> None:
+    small = build_model("dncnn", {"depth": 4, "width": 6}, seed=1).double()
+    wide = build_model("dncnn", {"depth": 4, "width": 10}, seed=2).double()
+    fresh = wide.net[2].weight.detach().clone()
+    widen_dncnn(small, wide)
+    x = torch.randn(2, 1, 12, 10, dtype=torch.complex128, generator=torch.Generator().manual_seed(3))
+    assert (small(x) - x).abs().max() > 1e-3  # a non-trivial map
+    torch.testing.assert_close(wide(x), small(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(wide.net[2].weight[:6, :6], small.net[2].weight)
+    assert torch.all(wide.net[2].weight[:, 6:] == 0) and torch.all(wide.net[6].weight[:, 6:] == 0)
+    torch.testing.assert_close(wide.net[2].weight[6:, :6], 0.1 * fresh[6:, :6])  # new incoming: scaled init
+    # the new channels are live: a gradient step moves their outgoing weights
+    (wide(x).abs() ** 2).sum().backward()
+    assert wide.net[6].weight.grad[:, 6:].abs().max() > 0
+
+
+@pytest.mark.parametrize("small, wide, match", [
+    ({"depth": 4, "width": 6}, {"depth": 5, "width": 10}, "more than the width"),
+    ({"depth": 4, "width": 10}, {"depth": 4, "width": 6}, "narrower"),
+    ({"depth": 4, "width": 6, "activation": "maxmin"}, {"depth": 4, "width": 10, "activation": "maxmin"}, "maxmin"),
+    ({"depth": 4, "width": 6, "lipschitz": 0.9}, {"depth": 4, "width": 10, "lipschitz": 0.9}, "spectral"),
+])
+def test_widen_dncnn_refuses_what_it_cannot_preserve(small: dict, wide: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        widen_dncnn(build_model("dncnn", small, seed=0), build_model("dncnn", wide, seed=0))

@@ -112,6 +112,16 @@ def test_init_network_copies_a_trained_denoiser_and_refuses_a_mismatch(tmp_path:
     rec, _ = load_recipe("deq_admm_demo", tiny + ["init.network=no-such-denoiser"])
     with pytest.raises(ConfigError, match="init.network"):
         EquilibriumModule(rec)
+    # init.widen embeds the narrower network: the wider N_theta computes the same map at step 0
+    wide = ["model.network_options={depth: 2, width: 7}", f"init.network={path}"]
+    rec, _ = load_recipe("deq_admm_demo", wide)
+    with pytest.raises(ConfigError, match="does not match"):
+        EquilibriumModule(rec)
+    rec, _ = load_recipe("deq_admm_demo", [*wide, "init.widen=true"])
+    net = EquilibriumModule(rec).model.net
+    assert net.config.width == 7
+    x = torch.randn(1, 1, 9, 8, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(net(x), den(x), rtol=0, atol=1e-6)
 
 
 def test_shipped_deq_admm_recipe_starts_from_the_shipped_dncnn_jac() -> None:

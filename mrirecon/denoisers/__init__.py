@@ -12,7 +12,7 @@
 * the Lipschitz certificate (:func:`lipschitz_certificate`);
 * shipped weights: ``load_denoiser("dncnn-sn")`` (:mod:`.zoo`).
 """
-from mrirecon.denoisers.architectures import DnCNN, DRUNetLight, UNet
+from mrirecon.denoisers.architectures import DnCNN, DRUNetLight, UNet, widen_dncnn
 from mrirecon.denoisers.base import Denoiser, from_channels, parameter_count, to_channels
 from mrirecon.denoisers.certificate import LipschitzCertificate, lipschitz_certificate
 from mrirecon.denoisers.equivariant import EquivariantDenoiser
@@ -28,4 +28,5 @@ __all__ = [
     "LipschitzCertificate", "RealSpectralNorm", "ReflectionScaled", "UNet", "apply_real_spectral_norm", "build_model",
     "conv_operator_norm", "fne_penalty", "from_channels", "jacobian_spectral_norm", "lipschitz_certificate",
     "load_denoiser", "parameter_count", "register", "save_weights", "shipped_denoisers", "to_channels",
+    "widen_dncnn",
 ]

@@ -160,6 +160,40 @@ class DnCNN(Denoiser):
         return {"D": 1 + eps, "I-D": eps} if self.residual else {"D": eps, "I-D": 1 + eps}
 
 
+def widen_dncnn(source: DnCNN, target: DnCNN, scale: float = 0.1) -> None:
+    """Copy ``source`` into the wider ``target`` so that ``target`` computes the same map (Net2Net-style).
+
+    ``source``'s weights fill the first channels of every layer of ``target``. The new hidden channels keep
+    ``target``'s own initial incoming weights, multiplied by ``scale``, with zero biases, and get zero outgoing
+    weights, so they do not change the output until training moves them. ``target`` is changed in place.
+
+    Raises:
+        ConfigError: the two differ in anything but the width, ``target`` is narrower, or either uses real
+            spectral normalisation, batch norm or ``maxmin`` (whose channel pairing widening would change).
+    """
+    a, b = source.config, target.config
+    others = {k: (getattr(a, k), getattr(b, k)) for k in vars(a) if k != "width" and getattr(a, k) != getattr(b, k)}
+    if others:
+        raise ConfigError(f"widen_dncnn: the networks differ in more than the width: {others}")
+    if b.width < a.width:
+        raise ConfigError(f"widen_dncnn: target width {b.width} is narrower than the source's {a.width}")
+    if a.lipschitz is not None or a.batchnorm or a.activation == "maxmin":
+        raise ConfigError("widen_dncnn: only plain DnCNNs widen function-preservingly (no real spectral "
+                          f"normalisation, batch norm or maxmin); got lipschitz={a.lipschitz}, "
+                          f"batchnorm={a.batchnorm}, activation={a.activation!r}")
+    convs = [(s, t) for s, t in zip(source.net, target.net) if isinstance(s, nn.Conv2d)]
+    with torch.no_grad():
+        for i, (s, t) in enumerate(convs):
+            co, ci = s.weight.shape[:2]
+            t.weight.mul_(scale)
+            t.weight[:co, :ci] = s.weight
+            if i > 0:
+                t.weight[:, ci:] = 0.0
+            if t.bias is not None and s.bias is not None:
+                t.bias.zero_()
+                t.bias[:co] = s.bias
+
+
 class _DoubleConv(nn.Sequential):
     def __init__(self, cin: int, cout: int, act: str) -> None:
         super().__init__(nn.Conv2d(cin, cout, 3, padding=1), make_activation(act),

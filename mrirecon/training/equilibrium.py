@@ -116,10 +116,14 @@ class EquilibriumInitConfig:
     copied into the DEQ's / unrolled ADMM's ``N_θ`` before the first step (Gilton et al. 2021 start their
     DEQs from a pretrained denoiser). The architectures must match exactly (same registered network and
     options); a mismatch is an error that names both. Empty: random initialisation. Resuming a run restores
-    its own weights, which replace these.
+    its own weights, which replace these. ``widen: true`` also accepts a plain DnCNN that is narrower than the
+    model's (otherwise identical): it is embedded function-preservingly
+    (:func:`~mrirecon.denoisers.architectures.widen_dncnn`), so step 0 computes the source's map and the new
+    channels start with zero outgoing weights.
     """
 
     network: str = ""
+    widen: bool = False
 
 
 @dataclass
@@ -256,12 +260,15 @@ def fne_term(model: ModelBased, target: torch.Tensor, cfg: EquilibriumLossConfig
     return res.penalty, res.norms
 
 
-def init_network(model: ModelBased, source: str) -> None:
-    """Copy the network of the denoiser ``source`` (shipped name or file) into ``model.net`` (``init.network``).
+def init_network(model: ModelBased, source: str, widen: bool = False) -> None:
+    """Copy the network of the denoiser ``source`` (shipped name or file) into ``model.net`` (``init.network``);
+    with ``widen``, a narrower plain DnCNN is embedded function-preservingly (``init.widen``).
 
     Raises:
-        ConfigError: unknown source, or a network whose architecture differs from ``model.net``'s.
+        ConfigError: unknown source, or a network whose architecture differs from ``model.net``'s (beyond a
+            width that ``widen`` can bridge).
     """
+    from mrirecon.denoisers.architectures import DnCNN, widen_dncnn  # noqa: PLC0415
     from mrirecon.denoisers.zoo import load_denoiser  # noqa: PLC0415
 
     try:
@@ -274,6 +281,12 @@ def init_network(model: ModelBased, source: str) -> None:
     if type(den) is not type(net):
         raise ConfigError(f"init.network: {source!r} is a {type(den).__name__}, the model's network a "
                           f"{type(net).__name__}; they must be the same architecture")
+    if widen and isinstance(den, DnCNN) and isinstance(net, DnCNN) and den.config.width != net.config.width:
+        try:
+            widen_dncnn(den, net)
+        except ConfigError as exc:
+            raise ConfigError(f"init.network {source!r} with init.widen: {exc}") from None
+        return
     theirs, ours = den.state_dict(), net.state_dict()
     if set(theirs) != set(ours) or any(theirs[k].shape != ours[k].shape for k in ours):
         diff = sorted(k for k in set(theirs) | set(ours)
@@ -309,7 +322,7 @@ class EquilibriumModule(RecipeModule):
         self._report: Any = None
         self._val: dict[str, list[float]] = {}
         if recipe.init.network:
-            init_network(self.model, recipe.init.network)
+            init_network(self.model, recipe.init.network, recipe.init.widen)
 
     # -- helpers --------------------------------------------------------------------------------
     def link_denoiser(self) -> Any:
