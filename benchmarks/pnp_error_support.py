@@ -12,7 +12,6 @@ the gain in dB over the first row from all pixels and from the support alone.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
 from benchmarks._common import center_crop, load_split, truth_image, write_json  # noqa: E402
-from benchmarks.pnp_results import ROWS  # noqa: E402
+from benchmarks.pnp_results import ROWS, row_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from mrirecon.data.demo import demo_root
-    from mrirecon.methods import get_method, reconstruct
+    from mrirecon.methods import reconstruct
     from mrirecon.operators.espirit import espirit_maps
 
     weights_map = dict(w.split("=", 1) for w in args.weights)
@@ -61,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         support_share.append(float(inside.mean()))
         truth = center_crop(truth_image(root, s.meta), target.shape)
         for key in args.rows:
-            _, method, opts = ROWS[key]
-            fields = {fl.name for fl in dataclasses.fields(get_method(method).options)}
-            opts = {k: v for k, v in opts.items() if k in fields}
-            if "weights" in opts:
-                opts["weights"] = weights_map.get(opts["weights"], opts["weights"])
+            _, method, opts = row_options(key, weights_map)
             mag = center_crop(reconstruct(s, method, **opts).magnitude(s.multi_set).detach().numpy(), target.shape)
             e, et = (mag - target) ** 2, (mag - truth) ** 2
             sse[key] += [e[inside].sum(), e[~inside].sum(), et[inside].sum(), et[~inside].sum()]

@@ -53,6 +53,21 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
 PNP_METHODS = {"pnp-admm", "pnp-fbs", "gs-pnp", "pnp-admm-equivariant"}
 
 
+def row_options(key: str, weights_map: dict[str, str], extra: dict[str, Any] | None = None
+                ) -> tuple[str, str, dict[str, Any]]:
+    """Row ``key``'s label, method and options: its own merged with ``extra``, kept to those the method takes,
+    with a shipped weights name replaced by its file in ``weights_map`` (``--weights NAME=PATH``)."""
+    from mrirecon.methods import get_method
+
+    label, method, opts = ROWS[key]
+    opts = {**opts, **(extra or {})}
+    fields = {f.name for f in dataclasses.fields(get_method(method).options)}
+    opts = {k: v for k, v in opts.items() if k in fields}
+    if "weights" in opts:
+        opts["weights"] = weights_map.get(opts["weights"], opts["weights"])
+    return label, method, opts
+
+
 def parse_value(text: str) -> Any:
     import yaml
 
@@ -104,17 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             maps = espirit_maps(f.kspace)  # 24x24 fully sampled calibration (a separate calibration scan)
             samples.append((s.replace(maps=maps), truth_image(root, s.meta)))
         for key in args.rows:
-            label, method, opts = ROWS[key]
+            label, method, _ = ROWS[key]
             if method not in available:
                 print(f"{label}: method {method!r} is not registered in this installation; skipped", flush=True)
                 continue
             common = overrides.get("*", {}) if method in PNP_METHODS else {}
-            opts = {**opts, **common, **overrides.get(key, {})}
-            fields = {f.name for f in dataclasses.fields(get_method(method).options)}
-            opts = {k: v for k, v in opts.items() if k in fields}
-            if "weights" in opts:
-                opts["weights"] = weights_map.get(opts["weights"], opts["weights"])
-            if "divergence" in fields:
+            label, method, opts = row_options(key, weights_map, {**common, **overrides.get(key, {})})
+            if "divergence" in {f.name for f in dataclasses.fields(get_method(method).options)}:
                 opts["divergence"] = "stop"
             vs_rss, vs_truth = VolumeScores(), VolumeScores()
             rows = []
