@@ -175,6 +175,7 @@ def test_widen_dncnn_preserves_the_map_and_then_trains_the_new_channels() -> Non
     ({"depth": 4, "width": 10}, {"depth": 4, "width": 6}, "narrower"),
     ({"depth": 4, "width": 6, "activation": "maxmin"}, {"depth": 4, "width": 10, "activation": "maxmin"}, "maxmin"),
     ({"depth": 4, "width": 6, "lipschitz": 0.9}, {"depth": 4, "width": 10, "lipschitz": 0.9}, "spectral"),
+    ({"depth": 4, "width": 6, "batchnorm": True}, {"depth": 4, "width": 10, "batchnorm": True}, "batch norm"),
 ])
 def test_widen_dncnn_refuses_what_it_cannot_preserve(small: dict, wide: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
