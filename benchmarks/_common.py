@@ -27,6 +27,20 @@ def load_split(split: str, accel: float, center_fraction: float, n_slices: int) 
     return ds, full, idx
 
 
+def with_maps_and_truth(split: str, ds: Any, full: Any, idx: list[int]) -> list[tuple[Any, np.ndarray]]:
+    """The slices ``idx`` of ``ds`` with ESPIRiT maps from the fully sampled 24×24 centre of ``full``'s slice (a
+    separate calibration scan, one set of maps for all methods), each with its noise-free ``|image|``."""
+    from mrirecon.data.demo import demo_root
+    from mrirecon.operators.espirit import espirit_maps
+
+    root = Path(demo_root()) / split
+    out = []
+    for i in idx:
+        s = ds[i].replace(maps=espirit_maps(full[i].kspace))
+        out.append((s, truth_image(root, s.meta)))
+    return out
+
+
 def truth_image(root: Path, meta: Any) -> np.ndarray:
     """``|image|`` (the demo files' noise-free object) of one slice, float32 ``[H, W]``."""
     import h5py

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from benchmarks._common import center_crop, load_split, truth_image, write_json  # noqa: E402
+from benchmarks._common import center_crop, load_split, with_maps_and_truth, write_json  # noqa: E402
 from benchmarks.pnp_results import ROWS, row_options  # noqa: E402
 
 
@@ -39,26 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from mrirecon.data.demo import demo_root
     from mrirecon.methods import reconstruct
-    from mrirecon.operators.espirit import espirit_maps
 
     weights_map = dict(w.split("=", 1) for w in args.weights)
     cf = args.center_fraction or (0.08 if args.accel <= 4 else 0.04)
-    root = Path(demo_root()) / args.split
     ds, full, idx = load_split(args.split, args.accel, cf, args.slices)
     # squared errors pooled over the slices: [vs RSS inside, vs RSS outside, vs truth inside, vs truth outside]
     sse = {key: np.zeros(4) for key in args.rows}
     support_share = []
-    for i in idx:
-        s, f = ds[i], full[i]
-        maps = espirit_maps(f.kspace)
-        s = s.replace(maps=maps)
+    for s, truth in with_maps_and_truth(args.split, ds, full, idx):
         target = s.target.numpy()
-        m = np.abs(maps.numpy()) ** 2
+        m = np.abs(s.maps.numpy()) ** 2
         inside = center_crop(m.reshape(-1, *m.shape[-2:]).sum(0) > 0, target.shape)
         support_share.append(float(inside.mean()))
-        truth = center_crop(truth_image(root, s.meta), target.shape)
+        truth = center_crop(truth, target.shape)
         for key in args.rows:
             _, method, opts = row_options(key, weights_map)
             mag = center_crop(reconstruct(s, method, **opts).magnitude(s.multi_set).detach().numpy(), target.shape)

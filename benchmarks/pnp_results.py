@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from benchmarks._common import VolumeScores, load_split, truth_image, write_json  # noqa: E402
+from benchmarks._common import VolumeScores, load_split, with_maps_and_truth, write_json  # noqa: E402
 
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zf": ("zero-filled", "zf", {}),
@@ -92,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from mrirecon.data.demo import demo_root
     from mrirecon.errors import MissingWeightsError
     from mrirecon.methods import get_method, method_names, reconstruct
     from mrirecon.methods.pnp import load_prior
-    from mrirecon.operators.espirit import espirit_maps
 
     available = set(method_names())
     weights_map = dict(w.split("=", 1) for w in args.weights)
@@ -106,18 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         row, opt = key.split(".", 1)
         overrides[row][opt] = parse_value(value)
     cfs = args.center_fractions or [0.08 if a <= 4 else 0.04 for a in args.accels]
-    root = Path(demo_root()) / args.split
     results: dict[str, Any] = {"split": args.split, "rows": {}, "command": " ".join(sys.argv)}
     table = ["| method | accel | PSNR (dB) | SSIM | PSNR* (dB) | iterations | s/slice | converged | max final residual |",
              "|---|---|---|---|---|---|---|---|---|"]
     for accel, cf in zip(args.accels, cfs):
         ds, full, idx = load_split(args.split, accel, cf, args.slices)
         print(f"# {args.split}: {len(idx)} slices, {accel:g}x equispaced, centre fraction {cf}", flush=True)
-        samples = []
-        for i in idx:
-            s, f = ds[i], full[i]
-            maps = espirit_maps(f.kspace)  # 24x24 fully sampled calibration (a separate calibration scan)
-            samples.append((s.replace(maps=maps), truth_image(root, s.meta)))
+        samples = with_maps_and_truth(args.split, ds, full, idx)
         for key in args.rows:
             label, method, _ = ROWS[key]
             if method not in available:
