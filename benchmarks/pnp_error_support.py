@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         truth = center_crop(truth, target.shape)
         for key in args.rows:
             _, method, opts = row_options(key, weights_map)
-            mag = center_crop(reconstruct(s, method, **opts).magnitude(s.multi_set).detach().numpy(), target.shape)
+            res = reconstruct(s, method, **opts)
+            if res.info.get("stop_reason") == "diverged":
+                print(f"  {key} diverged on {s.meta.file}[{s.meta.slice}]: its last finite iterate is scored",
+                      flush=True)
+            mag = center_crop(res.magnitude(s.multi_set).detach().numpy(), target.shape)
             e, et = (mag - target) ** 2, (mag - truth) ** 2
             sse[key] += [e[inside].sum(), e[~inside].sum(), et[inside].sum(), et[~inside].sum()]
         print(f"  {s.meta.file}[{s.meta.slice}] support {inside.mean():.1%}", flush=True)

@@ -56,7 +56,8 @@ PNP_METHODS = {"pnp-admm", "pnp-fbs", "gs-pnp", "pnp-admm-equivariant"}
 def row_options(key: str, weights_map: dict[str, str], extra: dict[str, Any] | None = None
                 ) -> tuple[str, str, dict[str, Any]]:
     """Row ``key``'s label, method and options: its own merged with ``extra``, kept to those the method takes,
-    with a shipped weights name replaced by its file in ``weights_map`` (``--weights NAME=PATH``)."""
+    with a shipped weights name replaced by its file in ``weights_map`` (``--weights NAME=PATH``) and
+    ``divergence="stop"`` where the method has it (a run that blows up is reported as diverged, not raised)."""
     from mrirecon.methods import get_method
 
     label, method, opts = ROWS[key]
@@ -65,6 +66,8 @@ def row_options(key: str, weights_map: dict[str, str], extra: dict[str, Any] | N
     opts = {k: v for k, v in opts.items() if k in fields}
     if "weights" in opts:
         opts["weights"] = weights_map.get(opts["weights"], opts["weights"])
+    if "divergence" in fields:
+        opts["divergence"] = "stop"
     return label, method, opts
 
 
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from mrirecon.errors import MissingWeightsError
-    from mrirecon.methods import get_method, method_names, reconstruct
+    from mrirecon.methods import method_names, reconstruct
     from mrirecon.methods.pnp import load_prior
 
     available = set(method_names())
@@ -118,8 +121,6 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             common = overrides.get("*", {}) if method in PNP_METHODS else {}
             label, method, opts = row_options(key, weights_map, {**common, **overrides.get(key, {})})
-            if "divergence" in {f.name for f in dataclasses.fields(get_method(method).options)}:
-                opts["divergence"] = "stop"
             vs_rss, vs_truth = VolumeScores(), VolumeScores()
             rows = []
             try:
