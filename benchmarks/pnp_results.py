@@ -53,16 +53,25 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
 PNP_METHODS = {"pnp-admm", "pnp-fbs", "gs-pnp", "pnp-admm-equivariant"}
 
 
-def row_options(key: str, weights_map: dict[str, str], extra: dict[str, Any] | None = None
-                ) -> tuple[str, str, dict[str, Any]]:
-    """Row ``key``'s label, method and options: its own merged with ``extra``, kept to those the method takes,
-    with a shipped weights name replaced by its file in ``weights_map`` (``--weights NAME=PATH``) and
-    ``divergence="stop"`` where the method has it (a run that blows up is reported as diverged, not raised)."""
+def row_options(key: str, weights_map: dict[str, str], extra: dict[str, Any] | None = None,
+                common: dict[str, Any] | None = None) -> tuple[str, str, dict[str, Any]]:
+    """Row ``key``'s label, method and options: its own merged with ``common`` (``--set '*.k=v'``) and ``extra``
+    (``--set ROW.k=v``), kept to those the method takes, with a shipped weights name replaced by its file in
+    ``weights_map`` (``--weights NAME=PATH``) and ``divergence="stop"`` where the method has it (a run that blows
+    up is reported as diverged, not raised).
+
+    Raises:
+        SystemExit: an ``extra`` key that the row's method does not take (a typo would otherwise be ignored).
+    """
     from mrirecon.methods import get_method
 
     label, method, opts = ROWS[key]
-    opts = {**opts, **(extra or {})}
     fields = {f.name for f in dataclasses.fields(get_method(method).options)}
+    unknown = sorted(set(extra or {}) - fields)
+    if unknown:
+        raise SystemExit(f"--set {key}.{unknown[0]}: method {method!r} has no option {unknown[0]!r}; "
+                         f"its options: {', '.join(sorted(fields))}")
+    opts = {**opts, **(common or {}), **(extra or {})}
     opts = {k: v for k, v in opts.items() if k in fields}
     if "weights" in opts:
         opts["weights"] = weights_map.get(opts["weights"], opts["weights"])
@@ -87,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slices", type=int, default=0, help="evenly spaced subset of the split (0: all slices)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to run (default all: {' '.join(ROWS)})")
     p.add_argument("--set", nargs="*", default=[], metavar="ROW.key=value",
-                   help="option overrides, e.g. pnp-admm-sn.alpha=2 (ROW '*' for every PnP row)")
+                   help="option overrides, e.g. pnp-admm-sn.alpha=2 (ROW '*' for every PnP row, kept where the "
+                        "method takes it; a ROW key its method does not take is an error)")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH",
                    help="use the weights file PATH wherever the rows name the shipped denoiser NAME")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a loaded machine more threads spin)")
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: method {method!r} is not registered in this installation; skipped", flush=True)
                 continue
             common = overrides.get("*", {}) if method in PNP_METHODS else {}
-            label, method, opts = row_options(key, weights_map, {**common, **overrides.get(key, {})})
+            label, method, opts = row_options(key, weights_map, overrides.get(key, {}), common)
             vs_rss, vs_truth = VolumeScores(), VolumeScores()
             rows = []
             try:
